@@ -1,0 +1,48 @@
+"""The library's front door: load a workflow, run it, get the result."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from .runtime import RunResult, Runner
+from .spec import Workflow, WorkflowSpec, load_workflow
+from .store import RunStore
+
+__all__ = ["load", "run", "run_async"]
+
+WorkflowLike = str | os.PathLike[str] | WorkflowSpec | Workflow
+
+
+def load(path: str | os.PathLike[str], *, overrides: dict[str, Any] | None = None) -> WorkflowSpec:
+    """Load and validate a workflow file (``overrides`` replace ``vars`` entries)."""
+    return load_workflow(path, overrides=overrides)
+
+
+def _spec(workflow: WorkflowLike, overrides: dict[str, Any] | None) -> tuple[WorkflowSpec, str | None]:
+    if isinstance(workflow, Workflow):
+        return workflow.build(), None
+    if isinstance(workflow, WorkflowSpec):
+        return workflow, None
+    return load_workflow(workflow, overrides=overrides), os.fspath(workflow)
+
+
+async def run_async(workflow: WorkflowLike, *, overrides: dict[str, Any] | None = None,
+                    store: RunStore | str | None = None, **options: Any) -> RunResult:
+    """Run a workflow on the current event loop; see ``Runner`` for ``options``."""
+    spec, path = _spec(workflow, overrides)
+    own_store = isinstance(store, str)
+    db = RunStore(store) if isinstance(store, str) else store
+    try:
+        runner = Runner(spec, store=db, spec_path=path, overrides=overrides, **options)
+        return await runner.run()
+    finally:
+        if own_store and db is not None:
+            db.close()
+
+
+def run(workflow: WorkflowLike, *, overrides: dict[str, Any] | None = None,
+        store: RunStore | str | None = None, **options: Any) -> RunResult:
+    """Run a workflow to the end and return its result (no store unless one is given)."""
+    return asyncio.run(run_async(workflow, overrides=overrides, store=store, **options))

@@ -1,0 +1,150 @@
+"""Every error agentfleet raises on purpose.
+
+    AgentFleetError                 base; ``exit_code`` is what the CLI exits with
+    ├── SpecError                   a workflow file or Python spec is wrong (exit 2)
+    │   │                           .file .line .field say where
+    │   └── PlanError               the graph is wrong: cycle, missing dependency,
+    │                               unknown agent, input nobody produces (exit 2)
+    ├── SchedulerError              the run could not proceed
+    │   └── TaskFailed              one task failed for good; .task_id .cause
+    ├── ProviderError               a provider call failed; .provider .retryable
+    │   ├── ProviderConfigError     missing key, bad URL, bad module path (exit 2)
+    │   ├── ProviderTimeout         the call took longer than its timeout
+    │   ├── RateLimited             429-style answer; .retry_after seconds or None
+    │   └── OutputInvalid           the output did not match the task's schema
+    ├── StoreError                  the run database is unusable; .path
+    │   └── RunNotFound             no run with that id (exit 2)
+    └── HookError                   a lifecycle hook failed; .hook .event
+
+User errors (spec, plan, config, unknown run) exit with 2; everything else with 1.
+Each message names what went wrong and where, in one line a person can act on.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgentFleetError",
+    "HookError",
+    "OutputInvalid",
+    "PlanError",
+    "ProviderConfigError",
+    "ProviderError",
+    "ProviderTimeout",
+    "RateLimited",
+    "RunNotFound",
+    "SchedulerError",
+    "SpecError",
+    "StoreError",
+    "TaskFailed",
+]
+
+
+class AgentFleetError(Exception):
+    """Base of every agentfleet error."""
+
+    exit_code = 1
+
+
+class SpecError(AgentFleetError):
+    """A workflow spec is invalid; carries the file, line and field when known."""
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.field = field
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file
+            if self.line:
+                where += f":{self.line}"
+        parts = [p for p in (where, self.field) if p]
+        prefix = ": ".join(parts)
+        return f"{prefix}: {self.message}" if prefix else self.message
+
+
+class PlanError(SpecError):
+    """The workflow graph is invalid (cycle, unknown agent, missing dependency...)."""
+
+
+class SchedulerError(AgentFleetError):
+    """The scheduler could not complete the run."""
+
+
+class TaskFailed(SchedulerError):
+    """A task failed after all its retries."""
+
+    def __init__(self, task_id: str, cause: str) -> None:
+        self.task_id = task_id
+        self.cause = cause
+        super().__init__(f"task {task_id!r} failed: {cause}")
+
+
+class ProviderError(AgentFleetError):
+    """A provider call failed."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, provider: str = "", retryable: bool | None = None) -> None:
+        self.provider = provider
+        if retryable is not None:
+            self.retryable = retryable
+        super().__init__(f"{provider}: {message}" if provider else message)
+
+
+class ProviderConfigError(ProviderError):
+    """A provider is misconfigured: missing API key, bad URL, unknown module."""
+
+    exit_code = 2
+    retryable = False
+
+
+class ProviderTimeout(ProviderError):
+    """A provider call exceeded its timeout."""
+
+
+class RateLimited(ProviderError):
+    """The provider answered 'too many requests'."""
+
+    def __init__(self, message: str, *, provider: str = "", retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, provider=provider, retryable=True)
+
+
+class OutputInvalid(ProviderError):
+    """A task's output did not satisfy its declared output schema."""
+
+
+class StoreError(AgentFleetError):
+    """The run database cannot be used."""
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class RunNotFound(StoreError):
+    """No run has the requested id."""
+
+    exit_code = 2
+
+
+class HookError(AgentFleetError):
+    """A lifecycle hook raised or exited non-zero."""
+
+    def __init__(self, message: str, *, hook: str = "", event: str = "") -> None:
+        self.hook = hook
+        self.event = event
+        super().__init__(f"hook {hook!r} on {event}: {message}")

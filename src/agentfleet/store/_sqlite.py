@@ -1,0 +1,328 @@
+"""Runs, task attempts, events and results in SQLite (WAL).
+
+# Design
+# One connection per RunStore, used from the event loop's thread. Writes are small
+# and WAL with synchronous=NORMAL makes a commit cost tens of microseconds, so the
+# runner commits a task's result *before* the scheduler counts the task done: a run
+# killed at any instant loses at most the tasks that were still running. State
+# changes and events are buffered and written in the same transaction as the next
+# result, or by a periodic flush, so progress costs no extra fsyncs.
+# Times in task rows are seconds relative to the start of the session that ran them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .._types import TaskRecord, TaskState
+from ..errors import RunNotFound, StoreError
+
+__all__ = ["DEFAULT_DB", "RunRow", "RunStore"]
+
+DEFAULT_DB = os.path.join(".agentfleet", "agentfleet.db")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    ended_at REAL,
+    spec_path TEXT,
+    spec_text TEXT,
+    overrides TEXT NOT NULL DEFAULT '{}',
+    options TEXT NOT NULL DEFAULT '{}',
+    sessions INTEGER NOT NULL DEFAULT 1,
+    error TEXT,
+    summary TEXT
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    task_id TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    state TEXT NOT NULL,
+    tier TEXT NOT NULL DEFAULT '',
+    depends_on TEXT NOT NULL DEFAULT '[]',
+    ready_at REAL, started_at REAL, ended_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    tokens_in INTEGER NOT NULL DEFAULT 0,
+    tokens_out INTEGER NOT NULL DEFAULT 0,
+    provider TEXT NOT NULL DEFAULT '',
+    error TEXT,
+    expected_latency REAL NOT NULL DEFAULT 0,
+    resumed INTEGER NOT NULL DEFAULT 0,
+    session INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (run_id, task_id)
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    run_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    session INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    started_at REAL, ended_at REAL,
+    tokens_in INTEGER NOT NULL DEFAULT 0,
+    tokens_out INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    PRIMARY KEY (run_id, task_id, session, attempt)
+);
+CREATE TABLE IF NOT EXISTS results (
+    run_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    output TEXT NOT NULL,
+    PRIMARY KEY (run_id, task_id)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    session INTEGER NOT NULL,
+    t REAL NOT NULL,
+    kind TEXT NOT NULL,
+    task_id TEXT,
+    data TEXT
+);
+CREATE INDEX IF NOT EXISTS events_run ON events(run_id, id);
+CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    """One run as listed by ``agentfleet runs``."""
+
+    id: str
+    name: str
+    status: str
+    created_at: float
+    ended_at: float | None
+    spec_path: str | None
+    spec_text: str | None
+    overrides: dict[str, Any]
+    options: dict[str, Any]
+    sessions: int
+    error: str | None
+    summary: dict[str, Any] | None
+
+
+class RunStore:
+    """The run database. Open with a path; ``":memory:"`` works for tests."""
+
+    def __init__(self, path: str | os.PathLike[str] = DEFAULT_DB) -> None:
+        self.path = str(path)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open run database: {exc}", path=self.path) from None
+        except OSError as exc:
+            raise StoreError(f"cannot create run database: {exc.strerror}", path=self.path) from None
+        self._pending_events: list[tuple[Any, ...]] = []
+        self._pending_tasks: dict[tuple[str, str], tuple[Any, ...]] = {}
+
+    def close(self) -> None:
+        self.flush()
+        self._db.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- runs --------------------------------------------------------------------------
+
+    def create_run(self, *, name: str, spec_path: str | None, spec_text: str | None,
+                   overrides: dict[str, Any] | None = None, options: dict[str, Any] | None = None) -> str:
+        run_id = uuid.uuid4().hex[:10]
+        self._db.execute(
+            "INSERT INTO runs (id, name, status, created_at, spec_path, spec_text, overrides, options)"
+            " VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
+            (run_id, name, time.time(), spec_path, spec_text, json.dumps(overrides or {}),
+             json.dumps(options or {})),
+        )
+        return run_id
+
+    def begin_session(self, run_id: str) -> int:
+        """Mark a resumed run running again; returns the new session number."""
+        row = self._db.execute("SELECT sessions FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RunNotFound(f"no run {run_id!r}", path=self.path)
+        session = int(row[0]) + 1
+        self._db.execute("UPDATE runs SET status='running', sessions=?, ended_at=NULL, error=NULL WHERE id=?",
+                         (session, run_id))
+        return session
+
+    def finish_run(self, run_id: str, status: str, *, error: str | None = None,
+                   summary: dict[str, Any] | None = None) -> None:
+        self.flush()
+        self._db.execute(
+            "UPDATE runs SET status=?, ended_at=?, error=?, summary=? WHERE id=?",
+            (status, time.time(), error, json.dumps(summary) if summary is not None else None, run_id),
+        )
+
+    def resolve(self, run_id: str) -> str:
+        """The full id of a run given its id or a unique prefix (``latest`` works too)."""
+        if run_id in ("latest", "last"):
+            row = self._db.execute("SELECT id FROM runs ORDER BY created_at DESC LIMIT 1").fetchone()
+            if row is None:
+                raise RunNotFound("no runs recorded yet", path=self.path)
+            return str(row[0])
+        rows = self._db.execute("SELECT id FROM runs WHERE id LIKE ? LIMIT 3",
+                                (run_id.replace("%", "").replace("_", "") + "%",)).fetchall()
+        if not rows:
+            raise RunNotFound(f"no run {run_id!r} in this database (see 'agentfleet runs')", path=self.path)
+        if len(rows) > 1 and not any(r[0] == run_id for r in rows):
+            raise RunNotFound(f"run id prefix {run_id!r} is ambiguous", path=self.path)
+        return str(rows[0][0]) if len(rows) == 1 else run_id
+
+    def get_run(self, run_id: str) -> RunRow:
+        row = self._db.execute(
+            "SELECT id, name, status, created_at, ended_at, spec_path, spec_text, overrides, options, sessions,"
+            " error, summary FROM runs WHERE id = ?", (self.resolve(run_id),)
+        ).fetchone()
+        return _run_row(row)
+
+    def list_runs(self, limit: int = 20) -> list[RunRow]:
+        rows = self._db.execute(
+            "SELECT id, name, status, created_at, ended_at, spec_path, spec_text, overrides, options, sessions,"
+            " error, summary FROM runs ORDER BY created_at DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [_run_row(r) for r in rows]
+
+    # -- tasks -------------------------------------------------------------------------
+
+    def note_task(self, run_id: str, session: int, record: TaskRecord) -> None:
+        """Buffer the latest state of a task; written with the next commit or flush."""
+        self._pending_tasks[(run_id, record.task_id)] = _task_row(run_id, session, record)
+
+    def note_event(self, run_id: str, session: int, t: float, kind: str, task_id: str | None,
+                   data: dict[str, Any] | None = None) -> None:
+        self._pending_events.append((run_id, session, t, kind, task_id,
+                                     json.dumps(data, default=str) if data else None))
+
+    def record_attempt(self, run_id: str, session: int, record: TaskRecord, state: str,
+                       started_at: float, ended_at: float, error: str | None) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, record.task_id, record.attempts, session, state, started_at, ended_at,
+             record.tokens_in, record.tokens_out, error),
+        )
+
+    def commit_result(self, run_id: str, session: int, record: TaskRecord) -> None:
+        """Durably store a finished task's output and state, with everything buffered."""
+        try:
+            output = json.dumps(record.output, default=str)
+        except (TypeError, ValueError):
+            output = json.dumps(str(record.output))
+        self._pending_tasks[(run_id, record.task_id)] = _task_row(run_id, session, record)
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", (run_id, record.task_id, output))
+            self._write_pending()
+
+    def flush(self) -> None:
+        if not self._pending_tasks and not self._pending_events:
+            return
+        with self._transaction():
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        if self._pending_tasks:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                list(self._pending_tasks.values()),
+            )
+            self._pending_tasks.clear()
+        if self._pending_events:
+            self._db.executemany(
+                "INSERT INTO events (run_id, session, t, kind, task_id, data) VALUES (?, ?, ?, ?, ?, ?)",
+                self._pending_events,
+            )
+            self._pending_events.clear()
+
+    def _transaction(self) -> _Tx:
+        return _Tx(self._db)
+
+    def load_tasks(self, run_id: str) -> list[TaskRecord]:
+        """Every task of a run with its output (None unless the task is done)."""
+        run_id = self.resolve(run_id)
+        self.flush()
+        outputs = dict(self._db.execute("SELECT task_id, output FROM results WHERE run_id = ?", (run_id,)))
+        records = []
+        for row in self._db.execute(
+            "SELECT task_id, agent, state, tier, depends_on, ready_at, started_at, ended_at, attempts, tokens_in,"
+            " tokens_out, provider, error, expected_latency, resumed FROM tasks WHERE run_id = ? ORDER BY rowid",
+            (run_id,),
+        ):
+            rec = TaskRecord(
+                task_id=row[0], agent=row[1], state=row[2], tier=row[3], depends_on=tuple(json.loads(row[4])),
+                ready_at=row[5], started_at=row[6], ended_at=row[7], attempts=row[8], tokens_in=row[9],
+                tokens_out=row[10], provider=row[11], error=row[12], expected_latency=row[13],
+                resumed=bool(row[14]),
+            )
+            if rec.state == TaskState.DONE and rec.task_id in outputs:
+                rec.output = json.loads(outputs[rec.task_id])
+            elif rec.state == TaskState.DONE:
+                rec.state = TaskState.INTERRUPTED  # state written without its result: redo it
+            records.append(rec)
+        return records
+
+    def attempts(self, run_id: str) -> list[tuple[str, int, int, str]]:
+        """(task id, session, attempt, state) for every attempt of a run."""
+        rows = self._db.execute(
+            "SELECT task_id, session, attempt, state FROM attempts WHERE run_id = ? ORDER BY session, started_at",
+            (self.resolve(run_id),),
+        ).fetchall()
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def events(self, run_id: str, limit: int = 10_000) -> list[tuple[int, float, str, str | None, str | None]]:
+        rows = self._db.execute(
+            "SELECT session, t, kind, task_id, data FROM events WHERE run_id = ? ORDER BY id LIMIT ?",
+            (self.resolve(run_id), limit),
+        ).fetchall()
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    def mark_interrupted(self, run_id: str, task_ids: Iterable[str]) -> None:
+        self.flush()
+        self._db.executemany("UPDATE tasks SET state='interrupted' WHERE run_id=? AND task_id=? AND state!='done'",
+                             [(run_id, t) for t in task_ids])
+
+
+class _Tx:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self._db.execute("COMMIT")
+        else:
+            self._db.execute("ROLLBACK")
+
+
+def _task_row(run_id: str, session: int, r: TaskRecord) -> tuple[Any, ...]:
+    return (run_id, r.task_id, r.agent, r.state, r.tier, json.dumps(list(r.depends_on)), r.ready_at, r.started_at,
+            r.ended_at, r.attempts, r.tokens_in, r.tokens_out, r.provider, r.error, r.expected_latency,
+            int(r.resumed), session)
+
+
+def _run_row(row: tuple[Any, ...]) -> RunRow:
+    return RunRow(
+        id=row[0], name=row[1], status=row[2], created_at=row[3], ended_at=row[4], spec_path=row[5],
+        spec_text=row[6], overrides=json.loads(row[7] or "{}"), options=json.loads(row[8] or "{}"),
+        sessions=row[9], error=row[10], summary=json.loads(row[11]) if row[11] else None,
+    )
