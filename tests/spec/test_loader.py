@@ -181,3 +181,21 @@ class TestHostileFiles:
             load_workflow(tmp_path / "nope.yaml")
         with pytest.raises(SpecError, match="directory"):
             load_workflow(tmp_path)
+
+
+class TestExtends:
+    def test_extends_local_agent_defined_later(self) -> None:
+        """An agent can extend another agent of the file, whatever their order."""
+        text = GOOD.replace("  dev:\n    provider: sim\n    model: sim-fast\n",
+                            "  senior:\n    extends: dev\n    retries: 3\n"
+                            "  dev:\n    extends: developer\n    model: sim-fast\n")
+        spec = parse_workflow(text)
+        assert spec.agents["senior"].role == spec.agents["dev"].role != ""
+        assert spec.agents["senior"].retries == 3
+        assert spec.agents["senior"].model == "sim-fast"
+
+    def test_extends_cycle(self) -> None:
+        """Agents extending each other in a circle is an error naming the cycle."""
+        text = GOOD.replace("  dev:\n    provider: sim\n", "  x:\n    extends: dev\n  dev:\n    extends: x\n")
+        with pytest.raises(SpecError, match="'extends' cycle"):
+            parse_workflow(text)

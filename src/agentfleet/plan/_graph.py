@@ -113,6 +113,8 @@ def _input_refs(template: jnodes.Template) -> set[str]:
 
 def _check_template(spec: WorkflowSpec, text: str, where: tuple[object, ...], declared: set[str] | None,
                     allowed_names: set[str]) -> None:
+    if "{" not in text:
+        return  # plain text: nothing to parse (and nothing to render at run time)
     try:
         tree = _ENV.parse(text)
     except jinja2.TemplateSyntaxError as exc:
@@ -211,13 +213,15 @@ def build_plan(spec: WorkflowSpec) -> Plan:
         if agent is None:
             raise _err(spec, f"unknown agent {task.agent!r}{_suggest(task.agent, agent_names)}", "tasks", i, "agent")
         deps: list[str] = []
+        seen: set[str] = set()
         for j, dep in enumerate(task.depends_on):
             if dep == task.id:
                 raise _err(spec, "a task cannot depend on itself", "tasks", i, "depends_on", j)
             if dep not in by_id:
                 raise _err(spec, f"depends on unknown task {dep!r}{_suggest(dep, list(by_id))}",
                            "tasks", i, "depends_on", j)
-            if dep not in deps:
+            if dep not in seen:
+                seen.add(dep)
                 deps.append(dep)
         for j, name in enumerate(task.inputs):
             if name == task.id:
@@ -225,7 +229,8 @@ def build_plan(spec: WorkflowSpec) -> Plan:
             if name not in by_id:
                 raise _err(spec, f"input {name!r} is not produced by any task{_suggest(name, list(by_id))}",
                            "tasks", i, "inputs", j)
-            if name not in deps:
+            if name not in seen:
+                seen.add(name)
                 deps.append(name)
 
         map_kind: MapKind = "none"
@@ -264,7 +269,8 @@ def build_plan(spec: WorkflowSpec) -> Plan:
                         map_kind = "dynamic"
                         map_field = tuple(p for p in rest.split(".") if p)
                     map_source = head
-                    if head not in deps:
+                    if head not in seen:
+                        seen.add(head)
                         deps.append(head)
                 else:
                     raise _err(spec, f"map over {ref!r}: not a list, 'vars.NAME' or an upstream task"

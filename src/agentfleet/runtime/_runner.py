@@ -315,7 +315,6 @@ class Runner:
                 record.tokens_in += response.tokens_in
                 record.tokens_out += response.tokens_out
                 if self.store is not None and self.run_id is not None:
-                    record.state = TaskState.DONE
                     record.ended_at = self.scheduler.now() if self.scheduler else None
                     self.store.record_attempt(self.run_id, self._session, record, "done",
                                               attempt_start - self._t0(), clock.now() - self._t0(), None)

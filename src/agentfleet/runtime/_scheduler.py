@@ -147,6 +147,11 @@ class Scheduler:
         self._scale = settings.latency_scale
         self._measured: dict[str, list[float]] = {}
         self._rerank = len(plan.order) <= 500
+        self._rank_stale = False
+        self._fan_in = {
+            sid for sid, st in plan.steps.items()
+            if any(plan.steps[d].mapped and not (st.map_kind == "zip" and d == st.map_source) for d in st.deps)
+        }
         self._seq = 0
         self.running = 0
         self.peak_running = 0
@@ -299,6 +304,10 @@ class Scheduler:
     # -- readiness and admission -------------------------------------------------------
 
     def _make_ready(self, inst: Instance) -> None:
+        step = inst.step
+        if step.id in self._fan_in:
+            # Fan-ins learn their upstream instances only now that those exist.
+            inst.record.depends_on = self._instance_deps(step, self.twin(inst) if step.map_kind == "zip" else None)
         inst.record.state = TaskState.READY
         inst.record.ready_at = self.now()
         self._seq += 1
@@ -324,6 +333,9 @@ class Scheduler:
     def _pump(self) -> None:
         if self._aborting:
             return
+        if self._rank_stale and self._ready_count > self.max_parallel - self.running:
+            # Order only matters when there are more ready tasks than free slots.
+            self._rerank_now()
         ready = self._ready
         while self._ready_count and self.running < self.max_parallel:
             best: tuple[Any, ...] | None = None
@@ -599,6 +611,11 @@ class Scheduler:
         self._measured.setdefault(step_id, []).append(inst.record.duration)
         if not first or self.admission != "critical_path":
             return
+        self._rank_stale = True
+
+    def _rerank_now(self) -> None:
+        """Recompute remaining paths from measured latencies and reorder the ready heaps."""
+        self._rank_stale = False
         latencies = {sid: sum(v) / len(v) for sid, v in self._measured.items()}
         self._rank = remaining_path(self.plan, latencies)
         for agent, heap in self._ready.items():

@@ -126,31 +126,47 @@ def _compose(text: str, file: str) -> tuple[Any, dict[Path_, int]]:
 
 
 def _resolve_extends(data: dict[str, Any], lines: dict[Path_, int], file: str) -> None:
+    """Merge each agent over what it ``extends``: another agent of the file or a persona template.
+
+    Agents are resolved recursively, so order in the file does not matter; a cycle of
+    ``extends`` is an error naming the agents in it.
+    """
     agents = data.get("agents")
     if not isinstance(agents, dict):
         return
-    for name, agent in agents.items():
+    resolved: dict[str, dict[str, Any]] = {}
+
+    def resolve(name: str, chain: tuple[str, ...]) -> dict[str, Any]:
+        if name in resolved:
+            return resolved[name]
+        agent = agents[name]
         if not isinstance(agent, dict) or "extends" not in agent:
-            continue
+            return agent if isinstance(agent, dict) else {}
+        where = {"file": file, "line": lines.get(("agents", name, "extends")), "field": f"agents.{name}.extends"}
         base_name = agent["extends"]
         if not isinstance(base_name, str):
-            raise SpecError("'extends' must name a persona template", file=file,
-                            line=lines.get(("agents", name, "extends")), field=f"agents.{name}.extends")
-        if base_name in agents and base_name != name and isinstance(agents[base_name], dict):
-            base = {k: v for k, v in agents[base_name].items() if k not in ("name", "extends")}
+            raise SpecError("'extends' must name a persona template or another agent", **where)
+        if base_name in chain and base_name != name:
+            raise SpecError(f"'extends' cycle: {' -> '.join(chain + (base_name,))}", **where)
+        if base_name in agents and base_name != name:
+            base = {k: v for k, v in resolve(base_name, chain + (base_name,)).items() if k not in ("name", "extends")}
         else:
             try:
                 base = persona(base_name)
             except KeyError as exc:
-                raise SpecError(str(exc.args[0]), file=file, line=lines.get(("agents", name, "extends")),
-                                field=f"agents.{name}.extends") from None
+                raise SpecError(str(exc.args[0]), **where) from None
         merged = copy.deepcopy(base)
         for key, value in agent.items():
             if key == "options" and isinstance(value, dict) and isinstance(merged.get("options"), dict):
                 merged["options"] = {**merged["options"], **value}
             else:
                 merged[key] = value
-        agents[name] = merged
+        resolved[name] = merged
+        return merged
+
+    for name in list(agents):
+        if isinstance(agents[name], dict) and "extends" in agents[name]:
+            agents[name] = resolve(name, (name,))
 
 
 def parse_workflow(text: str | bytes, *, file: str = "<string>", overrides: dict[str, Any] | None = None

@@ -227,7 +227,7 @@ class RunStore:
             output = json.dumps(record.output, default=str)
         except (TypeError, ValueError):
             output = json.dumps(str(record.output))
-        self._pending_tasks[(run_id, record.task_id)] = _task_row(run_id, session, record)
+        self._pending_tasks[(run_id, record.task_id)] = _task_row(run_id, session, record, state=TaskState.DONE)
         with self._transaction():
             self._db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", (run_id, record.task_id, output))
             self._write_pending()
@@ -314,8 +314,8 @@ class _Tx:
             self._db.execute("ROLLBACK")
 
 
-def _task_row(run_id: str, session: int, r: TaskRecord) -> tuple[Any, ...]:
-    return (run_id, r.task_id, r.agent, r.state, r.tier, json.dumps(list(r.depends_on)), r.ready_at, r.started_at,
+def _task_row(run_id: str, session: int, r: TaskRecord, state: str | None = None) -> tuple[Any, ...]:
+    return (run_id, r.task_id, r.agent, state or r.state, r.tier, json.dumps(list(r.depends_on)), r.ready_at, r.started_at,
             r.ended_at, r.attempts, r.tokens_in, r.tokens_out, r.provider, r.error, r.expected_latency,
             int(r.resumed), session)
 

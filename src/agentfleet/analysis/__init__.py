@@ -1,0 +1,24 @@
+"""Post-run analysis and reports: where a run's time went, and a terminal summary of it.
+
+``analyze`` turns a run's ``TaskRecord`` list into a ``RunReport`` (makespan, speedup,
+parallel efficiency, measured critical path, per-agent queue wait and busy time, tokens);
+``render_summary`` prints it with rich, ``report_to_dict`` makes it JSON and
+``gantt_text`` draws a text timeline.
+"""
+
+from __future__ import annotations
+
+from ._metrics import AgentStats, PathStep, RunReport, StaticComparison, analyze
+from ._render import format_seconds, gantt_text, render_summary, report_to_dict
+
+__all__ = [
+    "AgentStats",
+    "PathStep",
+    "RunReport",
+    "StaticComparison",
+    "analyze",
+    "format_seconds",
+    "gantt_text",
+    "render_summary",
+    "report_to_dict",
+]

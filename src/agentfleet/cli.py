@@ -1,0 +1,502 @@
+"""The ``agentfleet`` command line: parse, call the library, print. Nothing else lives here.
+
+User errors (a bad spec, an unknown run, a missing key) print one line and exit 2;
+other failures exit 1; a run with failed tasks exits 1; Ctrl-C exits 130 and leaves
+the run resumable. ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+import yaml
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from . import __version__
+from .errors import AgentFleetError, SpecError
+from .store import DEFAULT_DB
+
+app = typer.Typer(
+    name="agentfleet",
+    help="Run teams of agents in parallel, as fast as their dependencies allow, and prove how fast.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+_state: dict[str, Any] = {"debug": False}
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+DbOpt = Annotated[str, typer.Option("--db", help="Run database (SQLite).", envvar="AGENTFLEET_DB")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No live progress; print the summary only.")]
+
+
+def _fail(exc: AgentFleetError) -> NoReturn:
+    if _state["debug"]:
+        raise exc
+    err.print(f"[bold red]error:[/] {escape(str(exc))}")
+    raise typer.Exit(exc.exit_code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"agentfleet {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+def _parse_sets(values: list[str] | None) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for item in values or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"--set expects key=value, got {item!r}")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        overrides[key.strip()] = value
+    return overrides
+
+
+def _apply_provider(spec: Any, provider: str | None, model: str | None, base_url: str | None) -> None:
+    """Point every agent at another provider/model/endpoint (``--provider`` and friends)."""
+    for agent in spec.agents.values():
+        if provider:
+            agent.provider = provider
+        if model:
+            agent.model = model
+        if base_url:
+            agent.options = {**agent.options, "base_url": base_url}
+
+
+async def _run_with_signals(coro: Any) -> Any:
+    """Run ``coro`` so SIGTERM behaves like Ctrl-C: cancel cleanly, keep the run resumable."""
+    task = asyncio.ensure_future(coro)
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    except (NotImplementedError, RuntimeError):
+        pass
+    try:
+        return await task
+    finally:
+        try:
+            loop.remove_signal_handler(signal.SIGTERM)
+        except (NotImplementedError, RuntimeError):
+            pass
+
+
+def _execute(runner: Any, *, json_out: bool, quiet: bool, stream: bool, resume: str | None = None,
+             title: str = "") -> None:
+    from ._live import LiveProgress
+    from .analysis import analyze, render_summary, report_to_dict
+
+    live = None
+    if not json_out and not quiet and out.is_terminal:
+        live = LiveProgress(runner, out, stream=stream, title=title)
+    elif stream and not json_out:
+        live = LiveProgress(runner, out, stream=True, title=title)
+    interrupted = False
+    try:
+        if live is not None and out.is_terminal and not quiet:
+            with live:
+                result = asyncio.run(_run_with_signals(runner.run(resume=resume)))
+        else:
+            result = asyncio.run(_run_with_signals(runner.run(resume=resume)))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        interrupted = True
+        result = getattr(runner, "result", None)
+    if result is None:
+        raise typer.Exit(130)
+    report = analyze(result.records, max_parallel=result.max_parallel, latency_scale=result.latency_scale,
+                     providers=result.providers)
+    if json_out:
+        payload = {
+            "run_id": result.run_id,
+            "workflow": result.name,
+            "status": result.status,
+            "failure": result.failure,
+            "counts": result.counts(),
+            "report": report_to_dict(report),
+            "hook_failures": [f.__dict__ if hasattr(f, "__dict__") else
+                              {"hook": f.hook, "event": f.event, "message": f.message} for f in result.hook_failures],
+            "tasks": [{"id": r.task_id, "agent": r.agent, "state": r.state, "attempts": r.attempts,
+                       "output": r.output, "error": r.error} for r in result.records],
+        }
+        out.print_json(json.dumps(payload, default=str))
+    else:
+        render_summary(report, out, title=f"{result.name} — {result.status}")
+        for failure in result.hook_failures:
+            err.print(f"[yellow]hook failed:[/] {escape(failure.hook)} on {failure.event}: {escape(failure.message)}")
+        if result.failure:
+            err.print(f"[bold red]{'interrupted' if interrupted else 'failed'}:[/] {escape(result.failure)}")
+        if result.run_id:
+            out.print(f"[dim]run {result.run_id} stored in {runner.store.path} · "
+                      f"agentfleet report {result.run_id} · agentfleet show {result.run_id}[/]")
+    if interrupted:
+        if result.run_id:
+            err.print(f"interrupted: finished tasks are saved; continue with [bold]agentfleet resume {result.run_id}[/]")
+        raise typer.Exit(130)
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@app.command()
+def run(
+    workflow: Annotated[Path, typer.Argument(help="Workflow YAML file.")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a workflow var: key=value.")] = None,
+    provider: Annotated[str | None, typer.Option(help="Run every agent on this provider (sim, openai, "
+                                                      "anthropic, ollama, vllm, command, python).")] = None,
+    model: Annotated[str | None, typer.Option(help="Model for every agent (with --provider).")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Endpoint for every agent, e.g. a local vLLM.")] = None,
+    max_parallel: Annotated[int | None, typer.Option(min=1, help="Global limit on running tasks.")] = None,
+    policy: Annotated[str | None, typer.Option(help="fail_fast or continue.")] = None,
+    admission: Annotated[str | None, typer.Option(help="critical_path or fifo.")] = None,
+    scale: Annotated[float | None, typer.Option(min=0.0001, help="Scale sim latencies (0.1 = 10x faster).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the sim provider and retry jitter.")] = 0,
+    stream: Annotated[bool, typer.Option("--stream", help="Print each task's result as it completes.")] = False,
+    db: DbOpt = DEFAULT_DB,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run a workflow with live progress, then print where the time went."""
+    from .runtime import Runner
+    from .spec import load_workflow
+    from .store import RunStore
+
+    try:
+        overrides = _parse_sets(set_)
+        spec = load_workflow(workflow, overrides=overrides)
+        _apply_provider(spec, provider, model, base_url)
+        for name, value in (("policy", policy), ("admission", admission)):
+            allowed = {"policy": ("fail_fast", "continue"), "admission": ("critical_path", "fifo")}[name]
+            if value is not None and value not in allowed:
+                raise SpecError(f"--{name} must be one of {', '.join(allowed)}, got {value!r}")
+        options = {"provider": provider, "model": model, "base_url": base_url, "max_parallel": max_parallel,
+                   "policy": policy, "admission": admission, "scale": scale, "seed": seed}
+        store = RunStore(db)
+        runner = Runner(spec, store=store, max_parallel=max_parallel, policy=policy, admission=admission,
+                        latency_scale=scale, seed=seed, spec_path=str(workflow), overrides=overrides,
+                        options=options)
+        try:
+            _execute(runner, json_out=json_out, quiet=quiet, stream=stream, title=spec.name)
+        finally:
+            store.close()
+    except AgentFleetError as exc:
+        _fail(exc)
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix, or 'latest').")],
+    db: DbOpt = DEFAULT_DB,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    stream: Annotated[bool, typer.Option("--stream", help="Print each task's result as it completes.")] = False,
+) -> None:
+    """Continue an interrupted or failed run: finished tasks are kept, the rest runs."""
+    from .runtime import Runner
+    from .spec import parse_workflow
+    from .store import RunStore
+
+    try:
+        store = RunStore(db)
+        try:
+            row = store.get_run(run_id)
+            if row.spec_text is None:
+                raise SpecError(f"run {row.id} was started from Python, not a workflow file; it cannot be resumed "
+                                "from the command line")
+            if row.status == "succeeded":
+                err.print(f"run {row.id} already succeeded; nothing to resume")
+                raise typer.Exit(0)
+            spec = parse_workflow(row.spec_text, file=row.spec_path or "<stored spec>", overrides=row.overrides)
+            o = row.options
+            _apply_provider(spec, o.get("provider"), o.get("model"), o.get("base_url"))
+            runner = Runner(spec, store=store, max_parallel=o.get("max_parallel"), policy=o.get("policy"),
+                            admission=o.get("admission"), latency_scale=o.get("scale"), seed=o.get("seed") or 0,
+                            spec_path=row.spec_path, overrides=row.overrides, options=o)
+            _execute(runner, json_out=json_out, quiet=quiet, stream=stream, resume=row.id, title=spec.name)
+        finally:
+            store.close()
+    except AgentFleetError as exc:
+        _fail(exc)
+
+
+@app.command()
+def check(
+    workflow: Annotated[Path, typer.Argument(help="Workflow YAML file.")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a workflow var: key=value.")] = None,
+    max_parallel: Annotated[int | None, typer.Option(min=1, help="Predict under this many slots.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Validate a workflow and analyse it: critical path, width, depth, predicted speedup."""
+    from .plan import analyze_plan, build_plan
+    from .spec import load_workflow
+
+    try:
+        spec = load_workflow(workflow, overrides=_parse_sets(set_))
+        plan = build_plan(spec)
+        a = analyze_plan(plan, max_parallel=max_parallel)
+    except AgentFleetError as exc:
+        _fail(exc)
+    if json_out:
+        out.print_json(json.dumps({
+            "valid": True, "workflow": spec.name, "steps": a.steps, "instances": a.instances, "width": a.width,
+            "depth": a.depth, "critical_path": [{"task": t, "seconds": s} for t, s in a.critical_path],
+            "critical_path_seconds": a.critical_path_seconds, "sequential_seconds": a.sequential_seconds,
+            "predicted_makespan": a.predicted_makespan, "predicted_speedup": a.predicted_speedup,
+            "max_parallel": a.max_parallel,
+            "false_parallelism": [{"phase": f.phase, "upstream": f.upstream, "downstream": f.downstream,
+                                   "chain": list(f.chain)} for f in a.false_parallel],
+            "assumed_fanout": list(a.assumed_counts),
+        }))
+        return
+    out.print(f"[green]✓[/] {escape(str(workflow))}: [bold]{escape(spec.name)}[/] is valid — "
+              f"{len(spec.agents)} agents, {a.steps} tasks ({a.instances} instances)")
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    path = " → ".join(f"{t} {s:.1f}s" for t, s in a.critical_path)
+    table.add_row("critical path", f"{a.critical_path_seconds:.1f}s: {path}")
+    table.add_row("width", f"{a.width} tasks can run at once")
+    table.add_row("depth", f"{a.depth} steps on the longest chain")
+    table.add_row("sequential", f"{a.sequential_seconds:.1f}s if run one at a time")
+    table.add_row("predicted", f"{a.predicted_makespan:.1f}s with max_parallel={a.max_parallel} "
+                               f"→ speedup {a.predicted_speedup:.2f}x")
+    out.print(table)
+    if a.assumed_counts:
+        out.print(f"[yellow]note:[/] fan-out size of {', '.join(a.assumed_counts)} is unknown until run time; "
+                  "assumed 3 (declare map.expect or an output_schema with minItems)")
+    for f in a.false_parallel:
+        out.print(f"[yellow]false parallelism:[/] phase {f.phase!r} groups {f.upstream} and {f.downstream} as "
+                  f"parallel, but they chain: {' → '.join(f.chain)}")
+
+
+@app.command()
+def runs(
+    limit: Annotated[int, typer.Option(min=1, help="How many runs to list.")] = 20,
+    db: DbOpt = DEFAULT_DB,
+    json_out: JsonOpt = False,
+) -> None:
+    """List recorded runs, newest first."""
+    from .store import RunStore
+
+    try:
+        with RunStore(db) as store:
+            rows = store.list_runs(limit)
+    except AgentFleetError as exc:
+        _fail(exc)
+    if json_out:
+        out.print_json(json.dumps([{"id": r.id, "workflow": r.name, "status": r.status, "created_at": r.created_at,
+                                    "ended_at": r.ended_at, "sessions": r.sessions,
+                                    "counts": (r.summary or {}).get("counts")} for r in rows]))
+        return
+    if not rows:
+        out.print(f"no runs in {db} yet — try [bold]agentfleet demo[/]")
+        return
+    table = Table(header_style="bold")
+    for col in ("run", "workflow", "status", "started", "took", "tasks"):
+        table.add_column(col)
+    for r in rows:
+        took = f"{r.ended_at - r.created_at:.1f}s" if r.ended_at else "—"
+        counts = (r.summary or {}).get("counts") or {}
+        tasks = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        colour = {"succeeded": "green", "failed": "red", "interrupted": "yellow"}.get(r.status, "white")
+        table.add_row(r.id, r.name, f"[{colour}]{r.status}[/]",
+                      time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at)), took, tasks)
+    out.print(table)
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix, or 'latest').")],
+    task: Annotated[str | None, typer.Option(help="Print one task's full output.")] = None,
+    db: DbOpt = DEFAULT_DB,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show a run's tasks and their results."""
+    from .store import RunStore
+
+    try:
+        with RunStore(db) as store:
+            row = store.get_run(run_id)
+            records = store.load_tasks(row.id)
+    except AgentFleetError as exc:
+        _fail(exc)
+    if task is not None:
+        match = [r for r in records if r.task_id == task]
+        if not match:
+            _fail(SpecError(f"run {row.id} has no task {task!r}"))
+        value = match[0].output if match[0].output is not None else match[0].error
+        if json_out:
+            out.print_json(json.dumps(value, default=str))
+        else:
+            out.print(value if isinstance(value, str) else json.dumps(value, indent=2, default=str), markup=False)
+        return
+    if json_out:
+        out.print_json(json.dumps({"id": row.id, "workflow": row.name, "status": row.status, "error": row.error,
+                                   "tasks": [{"id": r.task_id, "agent": r.agent, "state": r.state,
+                                              "attempts": r.attempts, "duration": r.duration,
+                                              "tokens_in": r.tokens_in, "tokens_out": r.tokens_out,
+                                              "output": r.output, "error": r.error} for r in records]},
+                                  default=str))
+        return
+    out.print(f"[bold]{escape(row.name)}[/] run {row.id}: {row.status}" + (f" — {escape(row.error)}" if row.error else ""))
+    table = Table(header_style="bold", expand=True)
+    for col, kw in (("task", {"no_wrap": True}), ("agent", {}), ("state", {}), ("tries", {"justify": "right"}),
+                    ("time", {"justify": "right"}), ("tokens", {"justify": "right"}), ("result", {"ratio": 1})):
+        table.add_column(col, **kw)  # type: ignore[arg-type]
+    for r in records:
+        value = r.output if r.output is not None else (r.error or "")
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        text = " ".join(text.split())
+        if len(text) > 120:
+            text = text[:117] + "..."
+        colour = {"done": "green", "failed": "red", "interrupted": "yellow"}.get(r.state, "dim")
+        table.add_row(r.task_id, r.agent, f"[{colour}]{r.state}[/]", str(r.attempts), f"{r.duration:.2f}s",
+                      f"{r.tokens_in}/{r.tokens_out}", escape(text))
+    out.print(table)
+    out.print("[dim]full output of one task: agentfleet show RUN --task ID[/]")
+
+
+@app.command()
+def report(
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix, or 'latest').")],
+    timeline: Annotated[bool, typer.Option("--timeline", help="Add a text timeline of the tasks.")] = False,
+    db: DbOpt = DEFAULT_DB,
+    json_out: JsonOpt = False,
+) -> None:
+    """Print a run's summary again: makespan, speedup, critical path, per-agent time."""
+    from .analysis import analyze, gantt_text, render_summary, report_to_dict
+    from .store import RunStore
+
+    try:
+        with RunStore(db) as store:
+            row = store.get_run(run_id)
+            records = store.load_tasks(row.id)
+    except AgentFleetError as exc:
+        _fail(exc)
+    o = row.options
+    providers = {r.provider for r in records if r.provider}
+    rep = analyze(records, max_parallel=o.get("max_parallel") or None, latency_scale=o.get("scale") or 1.0,
+                  providers=providers)
+    if json_out:
+        out.print_json(json.dumps({"run_id": row.id, "workflow": row.name, "status": row.status,
+                                   "report": report_to_dict(rep)}, default=str))
+        return
+    render_summary(rep, out, title=f"{row.name} — run {row.id} — {row.status}")
+    if timeline:
+        out.print(gantt_text(records), markup=False, highlight=False)
+
+
+@app.command()
+def demo(
+    scale: Annotated[float, typer.Option(min=0.0001, help="Sim latency scale (default 0.5: twice as fast).")] = 0.5,
+    db: DbOpt = DEFAULT_DB,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run the parallel-sprint example on the sim provider: no network, no API key."""
+    from .runtime import Runner
+    from .spec import parse_workflow
+    from .store import RunStore
+
+    try:
+        text = _example_text("parallel_sprint.yaml")
+        spec = parse_workflow(text, file="examples/parallel_sprint.yaml")
+        for agent in spec.agents.values():
+            agent.provider = "sim"
+        if not json_out:
+            out.print(f"[bold]agentfleet demo[/]: {escape(spec.name)} on the [bold]sim[/] provider "
+                      f"(simulated LLM, latencies x{scale:g}; no network, no API key)")
+        store = RunStore(db)
+        runner = Runner(spec, store=store, latency_scale=scale, spec_path="examples/parallel_sprint.yaml",
+                        options={"scale": scale, "provider": "sim"})
+        try:
+            _execute(runner, json_out=json_out, quiet=quiet, stream=not json_out, title=spec.name)
+        finally:
+            store.close()
+    except AgentFleetError as exc:
+        _fail(exc)
+
+
+def _example_text(name: str) -> str:
+    from importlib import resources
+
+    return (resources.files("agentfleet") / "examples" / name).read_text(encoding="utf-8")
+
+
+@app.command()
+def init(
+    template: Annotated[str | None, typer.Argument(help="Persona template to start from (see --list).")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")] = Path("workflow.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="List the persona templates.")] = False,
+) -> None:
+    """Scaffold a workflow file from a persona template."""
+    from .spec._scaffold import scaffold, templates_table
+
+    if list_:
+        table = Table(header_style="bold")
+        table.add_column("template")
+        table.add_column("persona")
+        for name, description in templates_table():
+            table.add_row(name, description)
+        out.print(table)
+        return
+    try:
+        text = scaffold(template)
+    except KeyError as exc:
+        _fail(SpecError(str(exc.args[0])))
+    if output.exists() and not force:
+        _fail(SpecError("file exists; pass --force to overwrite", file=str(output)))
+    output.write_text(text, encoding="utf-8")
+    out.print(f"[green]✓[/] wrote {output} — check it with [bold]agentfleet check {output}[/], "
+              f"run it with [bold]agentfleet run {output}[/]")
+
+
+def main() -> None:
+    """Entry point of the ``agentfleet`` script."""
+    if "--debug" in sys.argv[1:]:
+        _state["debug"] = True
+    try:
+        app()
+    except AgentFleetError as exc:  # raised outside a command body
+        if _state["debug"]:
+            raise
+        err.print(f"[bold red]error:[/] {escape(str(exc))}")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback
+        if _state["debug"]:
+            raise
+        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} "
+                  "(run again with --debug for the traceback, and please report it)")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
