@@ -178,7 +178,7 @@ def measure(engine: str, prepare: Callable[[], Case], *, repeat: int, budget: fl
         if case is not None and case.close is not None:
             try:
                 case.close()
-            except Exception:  # noqa: BLE001, S110 - closing is best effort after a result
+            except Exception:  # noqa: BLE001 - closing is best effort after a result
                 pass
         loop.close()
     return sample

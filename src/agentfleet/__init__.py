@@ -21,7 +21,7 @@ from .errors import (
     StoreError,
     TaskFailed,
 )
-from .runtime import RunResult, Runner
+from .runtime import Runner, RunResult
 from .spec import AgentSpec as Agent
 from .spec import TaskSpec as Task
 from .spec import Workflow, WorkflowSpec

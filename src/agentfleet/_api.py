@@ -6,7 +6,7 @@ import asyncio
 import os
 from typing import Any
 
-from .runtime import RunResult, Runner
+from .runtime import Runner, RunResult
 from .spec import Workflow, WorkflowSpec, load_workflow
 from .store import RunStore
 

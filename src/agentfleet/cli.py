@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 import time
@@ -157,7 +156,8 @@ def _execute(runner: Any, *, json_out: bool, quiet: bool, stream: bool, resume: 
                       f"agentfleet report {result.run_id} · agentfleet show {result.run_id}[/]")
     if interrupted:
         if result.run_id:
-            err.print(f"interrupted: finished tasks are saved; continue with [bold]agentfleet resume {result.run_id}[/]")
+            err.print("interrupted: finished tasks are saved; continue with "
+                      f"[bold]agentfleet resume {result.run_id}[/]")
         raise typer.Exit(130)
     raise typer.Exit(0 if result.ok else 1)
 
@@ -362,11 +362,12 @@ def show(
                                               "output": r.output, "error": r.error} for r in records]},
                                   default=str))
         return
-    out.print(f"[bold]{escape(row.name)}[/] run {row.id}: {row.status}" + (f" — {escape(row.error)}" if row.error else ""))
+    suffix = f" — {escape(row.error)}" if row.error else ""
+    out.print(f"[bold]{escape(row.name)}[/] run {row.id}: {row.status}{suffix}")
     table = Table(header_style="bold", expand=True)
     for col, kw in (("task", {"no_wrap": True}), ("agent", {}), ("state", {}), ("tries", {"justify": "right"}),
                     ("time", {"justify": "right"}), ("tokens", {"justify": "right"}), ("result", {"ratio": 1})):
-        table.add_column(col, **kw)  # type: ignore[arg-type]
+        table.add_column(col, **kw)
     for r in records:
         value = r.output if r.output is not None else (r.error or "")
         text = value if isinstance(value, str) else json.dumps(value, default=str)
@@ -490,7 +491,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback
+    except Exception as exc:
         if _state["debug"]:
             raise
         err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} "

@@ -222,7 +222,8 @@ class TestCommandHooks:
     def test_run_id_from_payload_and_no_task_id(self, tmp_path: Path) -> None:
         """Without a runner run id the payload's is used; no task id means no AGENTFLEET_TASK_ID."""
         env = tmp_path / "env.txt"
-        command = f'printf "%s|%s|%s" "$AGENTFLEET_EVENT" "${{AGENTFLEET_TASK_ID-unset}}" "$AGENTFLEET_RUN_ID" > "{env}"'
+        command = (f'printf "%s|%s|%s" "$AGENTFLEET_EVENT" "${{AGENTFLEET_TASK_ID-unset}}" '
+                   f'"$AGENTFLEET_RUN_ID" > "{env}"')
         runner = _runner(on_run_end=command)
         assert _fire(runner, "on_run_end", {"run_id": "r9", "state": "done"}) == []
         assert env.read_text() == "on_run_end|unset|r9"

@@ -56,5 +56,5 @@ class TestRunStore:
         """A file that is not a database gives a StoreError naming it."""
         bad = tmp_path / "bad.db"
         bad.write_bytes(b"this is not sqlite" * 100)
-        with pytest.raises(StoreError, match="bad.db"):
+        with pytest.raises(StoreError, match=r"bad\.db"):
             RunStore(bad)

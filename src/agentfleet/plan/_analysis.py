@@ -161,7 +161,7 @@ def _simulate(plan: Plan, order: list[str], deps: dict[str, list[str]], step_of:
         step = plan.steps[step_of[n]]
         return (-step.priority, -rank[step.id], seq[n])
 
-    ready = [key(n) + (n,) for n in order if waiting[n] == 0]  # type: ignore[operator]
+    ready = [key(n) + (n,) for n in order if waiting[n] == 0]
     heapq.heapify(ready)
     running: list[tuple[float, str]] = []
     busy: dict[str, int] = {a: 0 for a in limits}
@@ -188,7 +188,7 @@ def _simulate(plan: Plan, order: list[str], deps: dict[str, list[str]], step_of:
         for user in users[name]:
             waiting[user] -= 1
             if waiting[user] == 0:
-                heapq.heappush(ready, key(user) + (user,))  # type: ignore[operator]
+                heapq.heappush(ready, key(user) + (user,))
     return now
 
 
@@ -207,13 +207,13 @@ def _false_parallel(plan: Plan) -> tuple[FalseParallel, ...]:
         phase = plan.steps[sid].phase
         if phase is None:
             continue
-        for anc in ancestors[sid]:
-            if plan.steps[anc].phase == phase:
+        for up in ancestors[sid]:
+            if plan.steps[up].phase == phase:
                 chain = [sid]
                 node = sid
-                while node != anc:
-                    nxt = ancestors[node][anc]
-                    node = nxt if nxt is not None else anc
+                while node != up:
+                    nxt = ancestors[node][up]
+                    node = nxt if nxt is not None else up
                     chain.append(node)
-                out.append(FalseParallel(phase=phase, upstream=anc, downstream=sid, chain=tuple(reversed(chain))))
+                out.append(FalseParallel(phase=phase, upstream=up, downstream=sid, chain=tuple(reversed(chain))))
     return tuple(out)

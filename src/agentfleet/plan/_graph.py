@@ -102,11 +102,12 @@ def _suggest(name: str, known: list[str]) -> str:
 def _input_refs(template: jnodes.Template) -> set[str]:
     refs: set[str] = set()
     for node in template.find_all((jnodes.Getattr, jnodes.Getitem)):
-        target = node.node
+        target = getattr(node, "node", None)
         if isinstance(target, jnodes.Name) and target.name == "inputs":
             if isinstance(node, jnodes.Getattr):
                 refs.add(node.attr)
-            elif isinstance(node.arg, jnodes.Const) and isinstance(node.arg.value, str):
+            elif isinstance(node, jnodes.Getitem) and isinstance(node.arg, jnodes.Const) \
+                    and isinstance(node.arg.value, str):
                 refs.add(node.arg.value)
     return refs
 
@@ -281,6 +282,7 @@ def build_plan(spec: WorkflowSpec) -> Plan:
                                "tasks", i, "map")
                 expected_count = len(static_items)
             elif map_kind == "dynamic":
+                assert map_source is not None
                 counted = m.expect if m.expect is not None else _schema_count(by_id[map_source][1], map_field)
                 assumed = counted is None
                 expected_count = counted if counted is not None else 3

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._runner import RunResult, Runner, backoff_delay
+from ._runner import Runner, RunResult, backoff_delay
 from ._scheduler import Instance, Scheduler, SchedulerStats, TaskEvent
 
 __all__ = [

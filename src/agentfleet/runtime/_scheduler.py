@@ -43,7 +43,7 @@ __all__ = ["Instance", "Scheduler", "SchedulerStats", "TaskEvent"]
 class Instance:
     """One runnable task instance (``step`` or ``step[i]``)."""
 
-    __slots__ = ("id", "step", "index", "item", "record", "waiting", "twin_users", "group", "task")
+    __slots__ = ("group", "id", "index", "item", "record", "step", "task", "twin_users", "waiting")
 
     def __init__(self, iid: str, step: Step, index: int | None, item: Any, record: TaskRecord,
                  group: _Group) -> None:
@@ -59,8 +59,20 @@ class Instance:
 
 
 class _Group:
-    __slots__ = ("step", "instances", "expanded", "pending", "done", "failed", "final", "complete",
-                 "succeeded", "users", "zip_users", "seq")
+    __slots__ = (
+        "complete",
+        "done",
+        "expanded",
+        "failed",
+        "final",
+        "instances",
+        "pending",
+        "seq",
+        "step",
+        "succeeded",
+        "users",
+        "zip_users",
+    )
 
     def __init__(self, step: Step) -> None:
         self.step = step

@@ -142,7 +142,8 @@ def _resolve_extends(data: dict[str, Any], lines: dict[Path_, int], file: str) -
         agent = agents[name]
         if not isinstance(agent, dict) or "extends" not in agent:
             return agent if isinstance(agent, dict) else {}
-        where = {"file": file, "line": lines.get(("agents", name, "extends")), "field": f"agents.{name}.extends"}
+        line = lines.get(("agents", name, "extends"))
+        where: dict[str, Any] = {"file": file, "line": line, "field": f"agents.{name}.extends"}
         base_name = agent["extends"]
         if not isinstance(base_name, str):
             raise SpecError("'extends' must name a persona template or another agent", **where)
@@ -173,15 +174,16 @@ def parse_workflow(text: str | bytes, *, file: str = "<string>", overrides: dict
                    ) -> WorkflowSpec:
     """Parse and validate YAML text; ``overrides`` replace ``vars`` entries (``--set``)."""
     if isinstance(text, bytes):
-        if len(text) > MAX_FILE_BYTES:
+        raw = text
+        if len(raw) > MAX_FILE_BYTES:
             raise SpecError(f"file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; not a workflow",
                             file=file)
-        if b"\x00" in text[:8192]:
+        if b"\x00" in raw[:8192]:
             raise SpecError("file is binary, not a YAML workflow", file=file)
         try:
-            text = text.decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            line = text[: exc.start].count(b"\n") + 1
+            line = raw[: exc.start].count(b"\n") + 1
             raise SpecError(f"file is not UTF-8 text (byte {exc.start})", file=file, line=line) from None
     if len(text) > MAX_FILE_BYTES:
         raise SpecError(f"text is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; not a workflow", file=file)

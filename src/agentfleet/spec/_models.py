@@ -59,7 +59,7 @@ class AgentSpec(_Model):
     max_concurrency: int | None = Field(None, ge=1, le=100_000)
     timeout: float | None = Field(None, gt=0)
     retries: int = Field(0, ge=0, le=100)
-    pool: PoolSpec = Field(default_factory=PoolSpec)
+    pool: PoolSpec = Field(default_factory=lambda: PoolSpec())
     expected_latency: float | None = Field(None, ge=0)
     max_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
@@ -169,7 +169,7 @@ class HooksSpec(_Model):
 
 
 def _looks_like_callable(text: str) -> bool:
-    module, sep, func = text.partition(":")
+    module, sep, _ = text.partition(":")
     return bool(sep) and " " not in text and module.replace(".", "").replace("_", "").isalnum()
 
 
@@ -193,10 +193,10 @@ class WorkflowSpec(_Model):
     description: str = ""
     version: int = 1
     vars: dict[str, Any] = Field(default_factory=dict)
-    settings: SettingsSpec = Field(default_factory=SettingsSpec)
+    settings: SettingsSpec = Field(default_factory=lambda: SettingsSpec())
     agents: dict[str, AgentSpec]
     tasks: list[TaskSpec] = Field(min_length=1)
-    hooks: HooksSpec = Field(default_factory=HooksSpec)
+    hooks: HooksSpec = Field(default_factory=lambda: HooksSpec())
 
     # Where the spec came from, so graph errors found later can name file and line.
     _file: str = PrivateAttr(default="<python>")

@@ -315,8 +315,8 @@ class _Tx:
 
 
 def _task_row(run_id: str, session: int, r: TaskRecord, state: str | None = None) -> tuple[Any, ...]:
-    return (run_id, r.task_id, r.agent, state or r.state, r.tier, json.dumps(list(r.depends_on)), r.ready_at, r.started_at,
-            r.ended_at, r.attempts, r.tokens_in, r.tokens_out, r.provider, r.error, r.expected_latency,
+    return (run_id, r.task_id, r.agent, state or r.state, r.tier, json.dumps(list(r.depends_on)), r.ready_at,
+            r.started_at, r.ended_at, r.attempts, r.tokens_in, r.tokens_out, r.provider, r.error, r.expected_latency,
             int(r.resumed), session)
 
 
