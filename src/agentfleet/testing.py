@@ -37,9 +37,39 @@ class _VirtualSelector(selectors.DefaultSelector):
                 # Nothing scheduled and nothing ready: block for real I/O.
                 return super().select(None)
             return events
-        assert self.loop is not None
-        self.loop._now += timeout
+        loop = self.loop
+        assert loop is not None
+        # Jump exactly to the next timer's deadline (adding the timeout would accumulate
+        # float rounding); the timeout is only used when no timer is known.
+        scheduled = loop._scheduled  # type: ignore[attr-defined]
+        if scheduled:
+            loop._now = max(loop._now, _latest_due(scheduled, loop._clock_resolution))  # type: ignore[attr-defined]
+        else:
+            loop._now += timeout
         return events
+
+
+def _latest_due(heap: list[asyncio.TimerHandle], resolution: float) -> float:
+    """The latest deadline among the timers asyncio will run together with the first one.
+
+    asyncio runs every timer due within one clock resolution of the first; reading the
+    clock at the latest of those deadlines means no callback sees time a hair before its
+    own deadline (which float drift between timers would otherwise cause).
+    """
+    first = heap[0].when()
+    end = first + resolution
+    latest = first
+    stack = [0]
+    while stack:  # walk the heap, pruning subtrees that start past ``end``
+        i = stack.pop()
+        when = heap[i].when()
+        if when >= end:
+            continue
+        latest = max(latest, when)
+        for child in (2 * i + 1, 2 * i + 2):
+            if child < len(heap):
+                stack.append(child)
+    return latest
 
 
 class VirtualTimeLoop(asyncio.SelectorEventLoop):

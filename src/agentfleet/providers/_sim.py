@@ -107,8 +107,7 @@ _VOCAB = (
 
 def _keywords(text: str, limit: int = 8) -> tuple[str, ...]:
     seen: dict[str, None] = {}
-    for match in _WORD.finditer(text):
-        word = match.group(0).lower()
+    for word in _WORD.findall(text[:1500].lower()):
         if word not in _STOP and word not in seen:
             seen[word] = None
             if len(seen) >= limit:
@@ -121,25 +120,38 @@ def _seed_for(*parts: object) -> int:
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
 
 
+def _make_corpus(size: int = 1 << 16) -> str:
+    """A fixed pseudo-text the sim slices its answers from (built once, same on every run)."""
+    rng = random.Random(0x5EED)
+    words = rng.choices(_VOCAB, k=size // 5)
+    for n in range(11, len(words), 12):
+        words[n] += "."
+    return " ".join(words)
+
+
+_CORPUS = _make_corpus()
+
+
 def _render_text(task_id: str, keywords: tuple[str, ...], tokens: int, rng: random.Random) -> str:
-    """A plausible response of ``tokens`` tokens (4 chars each) that echoes ``keywords``."""
-    words = ["[sim]", "Response", "for", f"{task_id}."]
+    """A plausible response of ``tokens`` tokens (4 chars each) that echoes ``keywords``.
+
+    The body is a slice of a fixed corpus at a seeded offset: deterministic per request,
+    and cheap enough (a few microseconds) not to distort runtime benchmarks.
+    """
+    head = f"[sim] Response for {task_id}."
     if keywords:
-        words += ["Key", "points:", ", ".join(keywords[:4]) + "."]
-    pool = keywords + _VOCAB
-    target = tokens * 4
-    length = sum(len(w) + 1 for w in words) - 1
-    # Draw words in batches (one C call each) rather than one randrange per word.
-    while length < target:
-        batch = rng.choices(pool, k=max(8, (target - length) // 5))
-        for n, word in enumerate(batch, start=1):
-            if n % 12 == 0:
-                word += "."
-            words.append(word)
-            length += len(word) + 1
-            if length >= target:
-                break
-    text = " ".join(words)
+        head += " Key points: " + ", ".join(keywords[:4]) + "."
+    target = tokens * 4 - len(head) - 1
+    if target <= 0:
+        return head
+    while target > len(_CORPUS) - 1:
+        head += " " + _CORPUS
+        target -= len(_CORPUS) + 1
+    start = rng.randrange(len(_CORPUS) - target)
+    space = _CORPUS.find(" ", start)
+    start = space + 1 if space != -1 and space < start + 20 else start
+    body = _CORPUS[start : start + target].rstrip()
+    text = f"{head} {body}" if body else head
     return text if text.endswith(".") else text + "."
 
 

@@ -289,9 +289,13 @@ class Runner:
         schema = step.spec.output_schema if step.spec is not None else None
         timeout = step.timeout * self.latency_scale if step.timeout is not None else None
         clock = self.clock
+        scheduler = self.scheduler
+        assert scheduler is not None
+        store = self.store if self.run_id is not None else None
+        run_id = self.run_id or ""
         while True:
             record.attempts += 1
-            attempt_start = clock.now()
+            attempt_start = scheduler.now() if store is not None else 0.0
             request = ProviderRequest(
                 task_id=inst.id, agent=step.agent, model=agent.model, system=system, prompt=prompt,
                 max_tokens=agent.max_tokens, temperature=agent.temperature, output_schema=schema,
@@ -314,17 +318,18 @@ class Runner:
                 record.output = output
                 record.tokens_in += response.tokens_in
                 record.tokens_out += response.tokens_out
-                if self.store is not None and self.run_id is not None:
-                    record.ended_at = self.scheduler.now() if self.scheduler else None
-                    self.store.record_attempt(self.run_id, self._session, record, "done",
-                                              attempt_start - self._t0(), clock.now() - self._t0(), None)
-                    self.store.commit_result(self.run_id, self._session, record)
+                if store is not None:
+                    # Durable before the scheduler counts the task done.
+                    record.ended_at = scheduler.now()
+                    store.record_attempt(run_id, self._session, record, "done", attempt_start,
+                                         record.ended_at, None)
+                    store.commit_result(run_id, self._session, record)
                 if hooks.has("after_task"):
                     await self._fire("after_task", {"task_id": inst.id, "agent": step.agent, "state": "done"})
                 return
-            if self.store is not None and self.run_id is not None:
-                self.store.record_attempt(self.run_id, self._session, record, "failed",
-                                          attempt_start - self._t0(), clock.now() - self._t0(), str(error))
+            if store is not None:
+                store.record_attempt(run_id, self._session, record, "failed", attempt_start,
+                                     scheduler.now(), str(error))
             if error.retryable and record.attempts <= step.retries:
                 retry_after = error.retry_after if isinstance(error, RateLimited) else None
                 await clock.sleep(backoff_delay(record.attempts, base=self._backoff[0], cap=self._backoff[1],
@@ -334,10 +339,6 @@ class Runner:
             if hooks.has("on_failure"):
                 await self._fire("on_failure", {"task_id": inst.id, "agent": step.agent, "error": record.error})
             raise error
-
-    def _t0(self) -> float:
-        assert self.scheduler is not None
-        return self.clock.now() - self.scheduler.now()
 
     def _output(self, step_id: str, response: ProviderResponse) -> Any:
         validator = self._validators.get(step_id)

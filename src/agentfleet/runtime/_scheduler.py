@@ -160,6 +160,7 @@ class Scheduler:
         self._measured: dict[str, list[float]] = {}
         self._rerank = len(plan.order) <= 500
         self._rank_stale = False
+        self._deps_cache: dict[str, tuple[str, ...]] = {}
         self._fan_in = {
             sid for sid, st in plan.steps.items()
             if any(plan.steps[d].mapped and not (st.map_kind == "zip" and d == st.map_source) for d in st.deps)
@@ -169,6 +170,7 @@ class Scheduler:
         self.peak_running = 0
         self._counts = {s: 0 for s in (TaskState.DONE, TaskState.FAILED, TaskState.SKIPPED, TaskState.CANCELLED)}
         self._t0 = 0.0
+        self._time: Callable[[], float] = self._clock.now
         self._finished: asyncio.Future[None] | None = None
         self._open_groups = len(self._groups)
         self.failure: tuple[str, str] | None = None  # first failure: (instance id, error)
@@ -183,7 +185,7 @@ class Scheduler:
 
     def now(self) -> float:
         """Seconds since the run started, on the run's clock."""
-        return self._clock.now() - self._t0
+        return self._time() - self._t0
 
     def statistics(self) -> SchedulerStats:
         total = len(self.instances)
@@ -221,6 +223,8 @@ class Scheduler:
 
     async def run(self, t0: float | None = None) -> None:
         """Run to completion. Cancelling this coroutine cancels every running task."""
+        if type(self._clock) is LoopClock:
+            self._time = asyncio.get_running_loop().time  # skip the per-call loop lookup
         self._t0 = self._clock.now() if t0 is None else t0
         self._finished = asyncio.get_running_loop().create_future()
         for group in self._groups.values():
@@ -288,17 +292,27 @@ class Scheduler:
                 self._make_ready(inst)
 
     def _instance_deps(self, step: Step, twin: Instance | None) -> tuple[str, ...]:
-        deps: list[str] = []
-        for dep in step.deps:
-            if twin is not None and dep == step.map_source:
-                deps.append(twin.id)
-                continue
-            upstream = self._groups[dep]
-            if upstream.step.mapped:
-                deps.extend(i.id for i in upstream.instances)
-            else:
-                deps.append(dep)
-        return tuple(deps)
+        """Instance ids an instance waited on. Whole-group parts are built once per step and
+        shared by all its instances, so W x W fan-ins cost W ids, not W squared."""
+        shared = self._deps_cache.get(step.id)
+        if shared is None:
+            ids: list[str] = []
+            complete = True
+            for dep in step.deps:
+                if step.map_kind == "zip" and dep == step.map_source:
+                    continue
+                upstream = self._groups[dep]
+                complete = complete and upstream.complete
+                if upstream.step.mapped:
+                    ids.extend([i.id for i in upstream.instances])
+                else:
+                    ids.append(dep)
+            shared = tuple(ids)
+            if complete:
+                self._deps_cache[step.id] = shared
+        if twin is not None:
+            return (twin.id, *shared)
+        return shared
 
     def _restore(self, inst: Instance, prev: TaskRecord) -> None:
         record = inst.record

@@ -131,6 +131,7 @@ class RunStore:
             raise StoreError(f"cannot create run database: {exc.strerror}", path=self.path) from None
         self._pending_events: list[tuple[Any, ...]] = []
         self._pending_tasks: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._pending_attempts: list[tuple[Any, ...]] = []
 
     def close(self) -> None:
         self.flush()
@@ -215,11 +216,9 @@ class RunStore:
 
     def record_attempt(self, run_id: str, session: int, record: TaskRecord, state: str,
                        started_at: float, ended_at: float, error: str | None) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, record.task_id, record.attempts, session, state, started_at, ended_at,
-             record.tokens_in, record.tokens_out, error),
-        )
+        """Buffer one attempt's outcome; written with the next commit or flush."""
+        self._pending_attempts.append((run_id, record.task_id, record.attempts, session, state, started_at,
+                                       ended_at, record.tokens_in, record.tokens_out, error))
 
     def commit_result(self, run_id: str, session: int, record: TaskRecord) -> None:
         """Durably store a finished task's output and state, with everything buffered."""
@@ -233,7 +232,7 @@ class RunStore:
             self._write_pending()
 
     def flush(self) -> None:
-        if not self._pending_tasks and not self._pending_events:
+        if not self._pending_tasks and not self._pending_events and not self._pending_attempts:
             return
         with self._transaction():
             self._write_pending()
@@ -245,6 +244,10 @@ class RunStore:
                 list(self._pending_tasks.values()),
             )
             self._pending_tasks.clear()
+        if self._pending_attempts:
+            self._db.executemany("INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                 self._pending_attempts)
+            self._pending_attempts.clear()
         if self._pending_events:
             self._db.executemany(
                 "INSERT INTO events (run_id, session, t, kind, task_id, data) VALUES (?, ?, ?, ?, ?, ?)",
