@@ -472,7 +472,10 @@ def init(
         _fail(SpecError(str(exc.args[0])))
     if output.exists() and not force:
         _fail(SpecError("file exists; pass --force to overwrite", file=str(output)))
-    output.write_text(text, encoding="utf-8")
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        _fail(SpecError(f"cannot write: {exc.strerror}", file=str(output)))
     out.print(f"[green]✓[/] wrote {output} — check it with [bold]agentfleet check {output}[/], "
               f"run it with [bold]agentfleet run {output}[/]")
 

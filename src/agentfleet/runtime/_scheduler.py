@@ -175,6 +175,7 @@ class Scheduler:
         self._open_groups = len(self._groups)
         self.failure: tuple[str, str] | None = None  # first failure: (instance id, error)
         self._aborting = False
+        self._stopping = False
         self._doomed: list[asyncio.Task[None]] = []
 
     # -- public -------------------------------------------------------------------
@@ -245,6 +246,7 @@ class Scheduler:
         try:
             await self._finished
         except asyncio.CancelledError:
+            self._stopping = True  # a cancelled task must not start queued work on its way out
             await self._cancel_running(TaskState.INTERRUPTED)
             raise
         finally:
@@ -357,7 +359,7 @@ class Scheduler:
         return self.running + blocked < self.max_parallel
 
     def _pump(self) -> None:
-        if self._aborting:
+        if self._aborting or self._stopping:
             return
         if self._rank_stale and self._ready_count > self.max_parallel - self.running:
             # Order only matters when there are more ready tasks than free slots.

@@ -239,8 +239,16 @@ class RunStore:
 
     def _write_pending(self) -> None:
         if self._pending_tasks:
+            # An upsert, not INSERT OR REPLACE: the row keeps its rowid, so tasks list in the
+            # order they first appeared (workflow order), however often they are rewritten.
             self._db.executemany(
-                "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (run_id, task_id) DO UPDATE SET agent=excluded.agent, state=excluded.state,"
+                " tier=excluded.tier, depends_on=excluded.depends_on, ready_at=excluded.ready_at,"
+                " started_at=excluded.started_at, ended_at=excluded.ended_at, attempts=excluded.attempts,"
+                " tokens_in=excluded.tokens_in, tokens_out=excluded.tokens_out, provider=excluded.provider,"
+                " error=excluded.error, expected_latency=excluded.expected_latency, resumed=excluded.resumed,"
+                " session=excluded.session",
                 list(self._pending_tasks.values()),
             )
             self._pending_tasks.clear()
