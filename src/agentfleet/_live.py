@@ -6,6 +6,7 @@ rate with rich, so a 10,000-task run costs the same to display as a 10-task one.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from typing import Any
 
@@ -59,7 +60,9 @@ class LiveProgress:
         if self.stream and new in ("done", "failed"):
             record = inst.record
             text = record.output if new == "done" else record.error
-            preview = str(text).replace("\n", " ")
+            if not isinstance(text, str):
+                text = json.dumps(text, default=str)
+            preview = " ".join(str(text).split())
             if len(preview) > 100:
                 preview = preview[:97] + "..."
             mark = "[green]✓[/]" if new == "done" else "[red]✗[/]"
