@@ -31,6 +31,16 @@ class PromptBook:
             text = agent.system
             self._systems[name] = env.from_string(text) if ("{{" in text or "{%" in text) else text
 
+    def static_prompt(self, step_id: str) -> str | None:
+        """The prompt of a step whose text has no template syntax, else None."""
+        template = self._prompts[step_id]
+        return template if isinstance(template, str) else None
+
+    def static_system(self, agent: str) -> str | None:
+        """An agent's system prompt when it has no template syntax, else None."""
+        template = self._systems[agent]
+        return template if isinstance(template, str) else None
+
     def prompt(self, step_id: str, *, task: str, agent: str, inputs: dict[str, Any], item: Any = None,
                index: int | None = None) -> str:
         template = self._prompts[step_id]

@@ -119,6 +119,7 @@ class Runner:
         self._providers: dict[str, Provider] = {}
         self._book = PromptBook(self.plan)
         self._hooks = HookRunner(self.spec.hooks)
+        self._task_hooks = tuple(self._hooks.has(e) for e in ("before_task", "after_task", "on_failure"))
         self._validators: dict[str, jsonschema.protocols.Validator] = {}
         for sid, step in self.plan.steps.items():
             schema = step.spec.output_schema if step.spec is not None else None
@@ -280,12 +281,18 @@ class Runner:
         agent = self.spec.agents[step.agent]
         provider = self._providers[step.agent]
         record.provider = provider.name
-        hooks = self._hooks
-        if hooks.has("before_task"):
+        hooks = self._task_hooks
+        if hooks[0]:
             await self._fire("before_task", {"task_id": inst.id, "agent": step.agent})
-        prompt = self._book.prompt(step.id, task=inst.id, agent=step.agent, inputs=self._inputs_for(inst)
-                                   if step.inputs else {}, item=inst.item, index=inst.index)
-        system = self._book.system(step.agent, task=inst.id)
+        book = self._book
+        prompt = book.static_prompt(step.id)
+        if prompt is None:
+            prompt = book.prompt(step.id, task=inst.id, agent=step.agent,
+                                 inputs=self._inputs_for(inst) if step.inputs else {}, item=inst.item,
+                                 index=inst.index)
+        system = book.static_system(step.agent)
+        if system is None:
+            system = book.system(step.agent, task=inst.id)
         schema = step.spec.output_schema if step.spec is not None else None
         timeout = step.timeout * self.latency_scale if step.timeout is not None else None
         clock = self.clock
@@ -324,7 +331,7 @@ class Runner:
                     store.record_attempt(run_id, self._session, record, "done", attempt_start,
                                          record.ended_at, None)
                     store.commit_result(run_id, self._session, record)
-                if hooks.has("after_task"):
+                if hooks[1]:
                     await self._fire("after_task", {"task_id": inst.id, "agent": step.agent, "state": "done"})
                 return
             if store is not None:
@@ -336,7 +343,7 @@ class Runner:
                                                 rng=self._rng, retry_after=retry_after))
                 continue
             record.error = str(error)
-            if hooks.has("on_failure"):
+            if hooks[2]:
                 await self._fire("on_failure", {"task_id": inst.id, "agent": step.agent, "error": record.error})
             raise error
 
