@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -116,7 +117,7 @@ class TestLimits:
         # Only one primary task may run at a time (the other slot is reserved), and the
         # orchestrator task starts the moment its dependency is done.
         primary = sorted((v[1], v[2]) for k, v in states.items() if k != "boss")
-        assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(primary, primary[1:]))
+        assert all(a_end <= b_start for (_, a_end), (b_start, _) in pairwise(primary))
         assert states["boss"][1] == pytest.approx(states["gate"][2])
 
 
