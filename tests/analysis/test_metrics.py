@@ -459,6 +459,21 @@ class TestStatic:
         assert static.makespan_ratio == 2.0
         assert static.path_ratio == 1.75
 
+    def test_same_steps_different_instance_is_same_path(self) -> None:
+        """A fan-out's instances tie in the prediction; the chain is compared step by step."""
+        records = [
+            rec("split", "po", 0.0, 1.0),
+            rec("impl[0]", "dev", 1.0, 3.0, deps=("split",)),
+            rec("impl[1]", "dev", 1.0, 4.0, deps=("split",)),
+            rec("note", "po", 4.0, 5.0, deps=("impl[0]", "impl[1]")),
+        ]
+        records = with_expected(records, {"split": 1.0, "impl[0]": 2.0, "impl[1]": 2.0, "note": 1.0})
+        static = analyze(records).static
+        assert static is not None
+        assert static.predicted_path == ("split", "impl[0]", "note")
+        assert [s.task_id for s in analyze(records).critical_path] == ["split", "impl[1]", "note"]
+        assert static.same_path
+
     def test_different_path(self) -> None:
         """When the plan expected another branch to dominate, same_path is False."""
         records = with_expected(diamond(), {"split": 2.0, "a": 6.0, "b": 1.0, "release": 1.0})

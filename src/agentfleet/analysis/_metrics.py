@@ -384,7 +384,7 @@ def analyze(
             measured_length=path_length,
             makespan_ratio=_ratio(makespan, predicted_scaled),
             path_ratio=_ratio(path_length, predicted_scaled),
-            same_path=predicted_path == tuple(step.task_id for step in path),
+            same_path=_steps_of(predicted_path) == _steps_of(step.task_id for step in path),
         )
 
     all_providers = set(providers) | {r.provider for r in records if r.provider}
@@ -414,3 +414,12 @@ def analyze(
         latency_scale=latency_scale,
         providers=tuple(sorted(all_providers)),
     )
+
+
+def _steps_of(task_ids: Iterable[str]) -> tuple[str, ...]:
+    """The step ids along a path of instances (``implement[2]`` -> ``implement``).
+
+    With equal expected latencies every instance of a fan-out ties in the prediction, so
+    the chain is compared by step, not by which instance happened to be slowest.
+    """
+    return tuple(t.partition("[")[0] for t in task_ids)
