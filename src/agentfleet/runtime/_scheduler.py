@@ -157,7 +157,7 @@ class Scheduler:
         self._has_reserve = any(self._tier_reserve.values())
         self._rank = remaining_path(plan)
         self._scale = settings.latency_scale
-        self._measured: dict[str, list[float]] = {}
+        self._measured: dict[str, list[float]] = {}  # step -> [sum of durations, count]
         self._rerank = len(plan.order) <= 500
         self._rank_stale = False
         self._deps_cache: dict[str, tuple[str, ...]] = {}
@@ -224,6 +224,7 @@ class Scheduler:
 
     async def run(self, t0: float | None = None) -> None:
         """Run to completion. Cancelling this coroutine cancels every running task."""
+        self._loop = asyncio.get_running_loop()
         if type(self._clock) is LoopClock:
             self._time = asyncio.get_running_loop().time  # skip the per-call loop lookup
         self._t0 = self._clock.now() if t0 is None else t0
@@ -394,7 +395,7 @@ class Scheduler:
         record.state = TaskState.RUNNING
         record.started_at = self.now()
         self._emit("started", inst)
-        inst.task = asyncio.ensure_future(self._drive(inst))
+        inst.task = self._loop.create_task(self._drive(inst))
 
     async def _drive(self, inst: Instance) -> None:
         try:
@@ -635,16 +636,19 @@ class Scheduler:
 
     def _learn(self, inst: Instance) -> None:
         step_id = inst.step.id
-        first = step_id not in self._measured
-        self._measured.setdefault(step_id, []).append(inst.record.duration)
-        if not first or self.admission != "critical_path":
+        seen = self._measured.get(step_id)
+        if seen is not None:
+            seen[0] += inst.record.duration
+            seen[1] += 1
             return
-        self._rank_stale = True
+        self._measured[step_id] = [inst.record.duration, 1.0]
+        if self.admission == "critical_path":
+            self._rank_stale = True
 
     def _rerank_now(self) -> None:
         """Recompute remaining paths from measured latencies and reorder the ready heaps."""
         self._rank_stale = False
-        latencies = {sid: sum(v) / len(v) for sid, v in self._measured.items()}
+        latencies = {sid: total / count for sid, (total, count) in self._measured.items()}
         self._rank = remaining_path(self.plan, latencies)
         for agent, heap in self._ready.items():
             if heap:
