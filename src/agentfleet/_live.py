@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -66,8 +67,12 @@ class LiveProgress:
             if len(preview) > 100:
                 preview = preview[:97] + "..."
             mark = "[green]✓[/]" if new == "done" else "[red]✗[/]"
-            self.console.print(f"{mark} {event.time:7.2f}s [bold]{inst.id}[/] ({inst.step.agent}) {preview}",
-                               markup=True, highlight=False)
+            try:
+                self.console.print(f"{mark} {event.time:7.2f}s [bold]{escape(inst.id)}[/] ({inst.step.agent}) "
+                                   f"{escape(preview)}", markup=True, highlight=False)
+            except (OSError, SystemExit):
+                # The reader went away (``| head``): stop streaming; the run itself goes on.
+                self.stream = False
 
     def _render(self) -> Any:
         scheduler = self.runner.scheduler

@@ -398,10 +398,11 @@ def report(
             records = store.load_tasks(row.id)
     except AgentFleetError as exc:
         _fail(exc)
-    o = row.options
+    # The effective settings are in the run's summary (CLI flags and YAML settings alike).
+    facts = {**row.options, **(row.summary or {})}
     providers = {r.provider for r in records if r.provider}
-    rep = analyze(records, max_parallel=o.get("max_parallel") or None, latency_scale=o.get("scale") or 1.0,
-                  providers=providers)
+    rep = analyze(records, max_parallel=facts.get("max_parallel") or None,
+                  latency_scale=facts.get("latency_scale") or facts.get("scale") or 1.0, providers=providers)
     if json_out:
         out.print_json(json.dumps({"run_id": row.id, "workflow": row.name, "status": row.status,
                                    "report": report_to_dict(rep)}, default=str))

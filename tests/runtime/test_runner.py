@@ -569,7 +569,7 @@ class TestStore:
         assert isinstance(stored["split"].output, dict)
         row = store.get_run(result.run_id)
         assert row.status == "succeeded" and row.error is None
-        assert row.summary == {"counts": {"done": 8}}
+        assert row.summary == {"counts": {"done": 8}, "latency_scale": 1.0, "max_parallel": 16}
 
     def test_attempts_are_recorded(self, store: RunStore) -> None:
         """Every attempt, failed or not, has a row in the attempts table."""

@@ -105,20 +105,31 @@ class TestLimits:
         assert h.started[0][1] == "high"
 
     def test_tier_reservation(self) -> None:
-        """Slots reserved for a tier are not taken by lower tiers."""
+        """Slots reserved for a tier are kept from lower tiers while that tier has work to come."""
         tiers = {"orchestrator": {"priority": 3, "reserve": 0.5}, "primary": {"priority": 1}}
         plan = make([
             {"id": "bulk", "agent": "p", "map": list(range(4))},
             {"id": "gate", "agent": "p"},
             {"id": "boss", "agent": "o", "depends_on": ["gate"]},
         ], agents={"p": {"tier": "primary"}, "o": {"tier": "orchestrator"}}, max_parallel=2, tiers=tiers)
-        h = Harness(plan, durations={"bulk": 10, "gate": 1, "boss": 1})
+        h = Harness(plan, durations={"bulk": 1, "gate": 1, "boss": 1})
         states = h.run()
-        # Only one primary task may run at a time (the other slot is reserved), and the
-        # orchestrator task starts the moment its dependency is done.
-        primary = sorted((v[1], v[2]) for k, v in states.items() if k != "boss")
-        assert all(a_end <= b_start for (_, a_end), (b_start, _) in pairwise(primary))
+        boss_end = states["boss"][2]
+        before = sorted((v[1], v[2]) for k, v in states.items() if k != "boss" and v[1] < boss_end)
+        # Until the orchestrator's task is done, one slot stays free for it ...
+        assert all(a_end <= b_start for (_, a_end), (b_start, _) in pairwise(before))
         assert states["boss"][1] == pytest.approx(states["gate"][2])
+        # ... and then the reservation is released: two primary tasks run together.
+        after = [v[1] for k, v in states.items() if k != "boss" and v[1] >= boss_end]
+        assert len(after) >= 2 and after.count(min(after)) == 2
+
+    def test_reservation_never_deadlocks(self) -> None:
+        """A tier reserving every slot cannot starve the work its own tasks wait for."""
+        tiers = {"orchestrator": {"priority": 3, "reserve": 1.0}, "primary": {"priority": 1}}
+        plan = make([{"id": "work", "agent": "p"}, {"id": "boss", "agent": "o", "depends_on": ["work"]}],
+                    agents={"p": {"tier": "primary"}, "o": {"tier": "orchestrator"}}, max_parallel=4, tiers=tiers)
+        states = Harness(plan).run()
+        assert states["boss"][0] == "done" and states["boss"][2] == pytest.approx(2.0)
 
 
 class TestAdmission:
@@ -194,6 +205,52 @@ class TestFanOut:
         states = h.run()
         assert [states[f"q[{i}]"][0] for i in range(4)] == ["done", "done", "skipped", "skipped"]
         assert states["after"][1] == pytest.approx(2.0)
+
+
+class TestRaces:
+    def test_zip_after_first_runs_only_the_winner(self) -> None:
+        """A per-item step after a won race runs for the winner; the losers' items are not failures."""
+        plan = make([{"id": "race", "map": {"over": [3, 1, 2], "mode": "first"}},
+                     {"id": "after", "map": "race"}, {"id": "final", "depends_on": ["after"]}])
+        h = Harness(plan)
+
+        async def execute(inst: Instance) -> None:
+            await asyncio.sleep(inst.item if inst.step.id == "race" else 1.0)
+
+        h.scheduler._execute = execute
+        states = h.run()
+        assert states["after[1]"][0] == "done"
+        assert states["after[0]"][0] == "skipped" and states["after[2]"][0] == "skipped"
+        assert states["final"][0] == "done"
+        assert h.scheduler.failure is None
+
+    def test_won_quorum_with_a_loser_succeeds(self) -> None:
+        """One failed voter does not fail a quorum that was reached."""
+        plan = make([{"id": "q", "map": {"over": [1, 2, 3], "mode": "quorum", "quorum": 2}},
+                     {"id": "after", "depends_on": ["q"]}])
+        h = Harness(plan, fail={"q[0]"})
+        states = h.run()
+        assert states["q[0]"][0] == "failed"
+        assert states["after"][0] == "done"
+        assert h.scheduler.failure is None
+
+    def test_lost_quorum_fails_the_run(self) -> None:
+        """A quorum that can no longer be reached fails the step."""
+        plan = make([{"id": "q", "map": {"over": [1, 2, 3], "mode": "quorum", "quorum": 2}},
+                     {"id": "after", "depends_on": ["q"]}], policy="continue")
+        h = Harness(plan, fail={"q[0]", "q[1]"})
+        states = h.run()
+        assert states["after"][0] == "skipped"
+        assert h.scheduler.failure is not None and h.scheduler.failure[0] == "q"
+
+    def test_quorum_larger_than_dynamic_fanout_fails(self) -> None:
+        """quorum k over fewer than k dynamic items fails instead of silently lowering k."""
+        plan = make([{"id": "split", "output_schema": {"type": "object"}},
+                     {"id": "q", "map": {"over": "split.items", "mode": "quorum", "quorum": 5}, "inputs": ["split"]}],
+                    policy="continue")
+        h = Harness(plan, outputs={"split": {"items": [1, 2, 3]}})
+        h.run()
+        assert h.scheduler.failure == ("q", "quorum 5 but q has only 3 item(s)")
 
 
 class TestPolicies:

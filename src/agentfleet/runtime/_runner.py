@@ -175,10 +175,19 @@ class Runner:
     async def run(self, *, resume: str | None = None) -> RunResult:
         """Run the workflow to the end, or resume run ``resume`` from the store."""
         self._hooks.validate()
+        if resume is not None and self.store is None:
+            raise AgentFleetError("resuming needs a run store")
+        # Providers first: a missing key or unknown provider is an error before any run row exists.
+        try:
+            self._build_providers()
+            return await self._run(resume)
+        finally:
+            await self._close_providers()
+
+    async def _run(self, resume: str | None) -> RunResult:
         previous: dict[str, TaskRecord] = {}
         if resume is not None:
-            if self.store is None:
-                raise AgentFleetError("resuming needs a run store")
+            assert self.store is not None
             self.run_id = self.store.resolve(resume)
             previous = {r.task_id: r for r in self.store.load_tasks(self.run_id) if r.state == TaskState.DONE}
             self._session = self.store.begin_session(self.run_id)
@@ -187,7 +196,6 @@ class Runner:
                 name=self.spec.name, spec_path=self._spec_path, spec_text=self.spec.source_text,
                 overrides=self._overrides, options=self._options,
             )
-        self._build_providers()
         scheduler = Scheduler(self.plan, self._execute, clock=self.clock, max_parallel=self.max_parallel,
                               policy=self.policy, admission=self.admission, previous=previous)
         self.scheduler = scheduler
@@ -212,7 +220,9 @@ class Runner:
             except TimeoutError:
                 failure = f"run timed out after {self.spec.settings.timeout:g}s"
             else:
-                if scheduler.failure is None:
+                if scheduler.fatal is not None:
+                    failure = f"run stopped: {scheduler.fatal}"
+                elif scheduler.failure is None:
                     status = "succeeded"
                 else:
                     failure = str(TaskFailed(*scheduler.failure))
@@ -236,8 +246,9 @@ class Runner:
             if self.store is not None and self.run_id is not None:
                 for record in records:
                     self.store.note_task(self.run_id, self._session, record)
-                self.store.finish_run(self.run_id, status, error=failure, summary={"counts": result.counts()})
-            await self._close_providers()
+                self.store.finish_run(self.run_id, status, error=failure, summary={
+                    "counts": result.counts(), "latency_scale": self.latency_scale,
+                    "max_parallel": self.max_parallel})
         return result
 
     def _persist(self, event: TaskEvent) -> None:

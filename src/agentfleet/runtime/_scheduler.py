@@ -43,7 +43,7 @@ __all__ = ["Instance", "Scheduler", "SchedulerStats", "TaskEvent"]
 class Instance:
     """One runnable task instance (``step`` or ``step[i]``)."""
 
-    __slots__ = ("group", "id", "index", "item", "record", "step", "task", "twin_users", "waiting")
+    __slots__ = ("group", "id", "index", "item", "pruned", "record", "step", "task", "twin_users", "waiting")
 
     def __init__(self, iid: str, step: Step, index: int | None, item: Any, record: TaskRecord,
                  group: _Group) -> None:
@@ -56,6 +56,7 @@ class Instance:
         self.twin_users: list[Instance] = []
         self.group = group
         self.task: asyncio.Task[None] | None = None
+        self.pruned = False  # skipped because a race/quorum it belonged to was already won
 
 
 class _Group:
@@ -67,6 +68,7 @@ class _Group:
         "final",
         "instances",
         "pending",
+        "pruned",
         "seq",
         "step",
         "succeeded",
@@ -79,6 +81,7 @@ class _Group:
         self.instances: list[Instance] = []
         self.expanded = False
         self.pending = 0  # group-level dependencies not complete
+        self.pruned = 0  # instances skipped because a race/quorum upstream was already won
         self.done = 0
         self.failed = 0
         self.final = 0
@@ -155,6 +158,10 @@ class Scheduler:
         }
         self._tier_priority = {t: spec.priority for t, spec in tiers.items()}
         self._has_reserve = any(self._tier_reserve.values())
+        # A tier's reservation holds only while it still has work to come (open groups).
+        self._tier_open: dict[str, int] = {t: 0 for t in tiers}
+        for sid in plan.order:
+            self._tier_open[plan.steps[sid].tier] += 1
         self._rank = remaining_path(plan)
         self._scale = settings.latency_scale
         self._measured: dict[str, list[float]] = {}  # step -> [sum of durations, count]
@@ -174,6 +181,7 @@ class Scheduler:
         self._finished: asyncio.Future[None] | None = None
         self._open_groups = len(self._groups)
         self.failure: tuple[str, str] | None = None  # first failure: (instance id, error)
+        self.fatal: Exception | None = None  # an event listener (store, display) failed
         self._aborting = False
         self._stopping = False
         self._doomed: list[asyncio.Task[None]] = []
@@ -355,9 +363,10 @@ class Scheduler:
         priority = self._tier_priority[tier]
         blocked = 0
         for other, reserve in self._tier_reserve.items():
-            if reserve and self._tier_priority[other] > priority:
+            if reserve and self._tier_open[other] and self._tier_priority[other] > priority:
                 blocked += max(0, reserve - self._tier_running[other])
-        return self.running + blocked < self.max_parallel
+        # Never stall: with nothing running, the best ready task may always start.
+        return self.running == 0 or self.running + blocked < self.max_parallel
 
     def _pump(self) -> None:
         if self._aborting or self._stopping:
@@ -433,7 +442,7 @@ class Scheduler:
         self._emit(state, inst)
         if state == TaskState.DONE and self._rerank:
             self._learn(inst)
-        if state == TaskState.FAILED and self.failure is None:
+        if state == TaskState.FAILED and self.failure is None and inst.step.mode == "all":
             self.failure = (inst.id, record.error or "failed")
         # In a race or quorum a single loss is not the group's failure; that case
         # aborts from _complete_group when the group as a whole has lost.
@@ -452,9 +461,16 @@ class Scheduler:
                 user.waiting -= 1
                 if user.waiting == 0 and user.group.pending == 0 and not user.group.complete:
                     self._make_ready(user)
+            elif inst.pruned:
+                # Its twin lost a race that was won: nothing to do for this item, not a failure.
+                self._dequeue(user)
+                user.pruned = True
+                self._finalize(user, TaskState.SKIPPED, f"{inst.id} was not needed ({inst.step.mode} fan-out)")
             else:
                 self._finalize(user, TaskState.SKIPPED, f"upstream task {inst.id} {state}")
         group.final += 1
+        if inst.pruned:
+            group.pruned += 1
         if state == TaskState.DONE:
             group.done += 1
         elif state == TaskState.FAILED:
@@ -466,17 +482,20 @@ class Scheduler:
             return
         step = group.step
         n = len(group.instances)
+        if step.mode == "quorum" and (step.quorum or 1) > n:
+            self._fail_group(group, f"quorum {step.quorum} but {step.id} has only {n} item(s)")
+            return
         if step.mode == "first":
             need = 1 if n else 0
         elif step.mode == "quorum":
-            need = min(step.quorum or 1, n)
+            need = step.quorum or 1
         else:
             need = n
         finished = group.final == n
         if step.mode == "all":
             if not finished:
                 return
-            succeeded = group.done == n
+            succeeded = group.done == n - group.pruned
         else:
             won = group.done >= need
             lost = (n - group.failed) < need or (finished and not won)
@@ -489,19 +508,22 @@ class Scheduler:
                         if other.task is not None:
                             other.task.cancel()
                         self._dequeue(other)
+                        other.pruned = True
                         self._finalize(other, TaskState.SKIPPED, f"{step.mode} fan-out already satisfied")
                     if group.complete:
                         return
         self._complete_group(group, succeeded)
 
-    def _complete_group(self, group: _Group, succeeded: bool) -> None:
+    def _complete_group(self, group: _Group, succeeded: bool, reason: str | None = None) -> None:
         group.complete = True
         group.succeeded = succeeded
         self._open_groups -= 1
         step = group.step
-        if not succeeded and self.policy == "fail_fast" and not self._aborting:
-            if self.failure is None:
-                self.failure = (step.id, f"{step.mode} fan-out of {step.id} failed")
+        self._tier_open[step.tier] -= 1
+        if not succeeded and step.mode != "all" and self.failure is None:
+            # A lost race or quorum is the step's failure (single losses were not).
+            self.failure = (step.id, reason or f"{step.mode} fan-out of {step.id} did not succeed")
+        if not succeeded and self.policy == "fail_fast" and not self._aborting and step.mode != "all":
             self._abort()
         for user in group.users:
             if succeeded:
@@ -515,6 +537,21 @@ class Scheduler:
                 self._skip_group(user, f"upstream task {step.id} failed")
         if self._open_groups == 0 and self._finished is not None and not self._finished.done():
             self._finished.set_result(None)
+
+    def _fail_group(self, group: _Group, reason: str) -> None:
+        """Fail a group as a whole (its instances are skipped with ``reason``)."""
+        if self.failure is None:
+            self.failure = (group.step.id, reason)
+        for inst in list(group.instances):
+            if inst.record.state not in TaskState.FINAL:
+                if inst.task is not None:
+                    inst.task.cancel()
+                self._dequeue(inst)
+                self._finalize(inst, TaskState.SKIPPED, reason)
+        if not group.complete:
+            self._complete_group(group, False, reason)
+            if self.policy == "fail_fast" and not self._aborting:
+                self._abort()
 
     def _group_unblocked(self, group: _Group) -> None:
         step = group.step
@@ -663,5 +700,15 @@ class Scheduler:
         if self._listeners:
             event = TaskEvent(kind, inst, self.now())
             for listener in self._listeners:
-                listener(event)
+                try:
+                    listener(event)
+                except Exception as exc:  # noqa: BLE001 - a broken sink (e.g. the store) stops the run
+                    self._sink_failed(exc)
+
+    def _sink_failed(self, exc: Exception) -> None:
+        """An event listener raised: record it once and stop the run (nothing is lost silently)."""
+        if self.fatal is None:
+            self.fatal = exc
+            if not self._aborting:
+                self._abort()
 

@@ -227,15 +227,22 @@ class RunStore:
         except (TypeError, ValueError):
             output = json.dumps(str(record.output))
         self._pending_tasks[(run_id, record.task_id)] = _task_row(run_id, session, record, state=TaskState.DONE)
-        with self._transaction():
-            self._db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", (run_id, record.task_id, output))
-            self._write_pending()
+        try:
+            with self._transaction():
+                self._db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?)",
+                                 (run_id, record.task_id, output))
+                self._write_pending()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to the run database: {exc}", path=self.path) from None
 
     def flush(self) -> None:
         if not self._pending_tasks and not self._pending_events and not self._pending_attempts:
             return
-        with self._transaction():
-            self._write_pending()
+        try:
+            with self._transaction():
+                self._write_pending()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to the run database: {exc}", path=self.path) from None
 
     def _write_pending(self) -> None:
         if self._pending_tasks:
