@@ -775,3 +775,21 @@ class TestTopLevel:
         assert result.returncode == 2
         no_traceback(result)
         assert "frobnicate" in result.stderr
+
+
+class TestReadOnlyCommands:
+    def test_listing_does_not_create_a_database(self, tmp_path: Path) -> None:
+        """runs/show/report on a path with no database create nothing."""
+        result = cli(tmp_path, "runs", "--db", "nowhere/runs.db")
+        assert result.returncode == 0 and "no runs" in result.stdout
+        assert cli(tmp_path, "show", "latest", "--db", "nowhere/runs.db").returncode == 2
+        assert not (tmp_path / "nowhere").exists()
+
+    def test_unusable_db_path_is_a_user_error(self, tmp_path: Path) -> None:
+        """A --db that is a directory exits 2 with one line naming it."""
+        (tmp_path / "adir").mkdir()
+        (tmp_path / "w.yaml").write_text(sim_workflow(independent(1)))
+        result = cli(tmp_path, "run", "w.yaml", "--db", "adir", "--quiet")
+        assert result.returncode == 2
+        assert "adir" in one_line(result.stderr)
+        no_traceback(result)

@@ -149,8 +149,8 @@ def _execute(runner: Any, *, json_out: bool, quiet: bool, stream: bool, resume: 
         render_summary(report, out, title=f"{result.name} — {result.status}")
         for failure in result.hook_failures:
             err.print(f"[yellow]hook failed:[/] {escape(failure.hook)} on {failure.event}: {escape(failure.message)}")
-        if result.failure:
-            err.print(f"[bold red]{'interrupted' if interrupted else 'failed'}:[/] {escape(result.failure)}")
+        if result.failure and not interrupted:
+            err.print(f"[bold red]failed:[/] {escape(result.failure)}")
         if result.run_id:
             out.print(f"[dim]run {result.run_id} stored in {runner.store.path} · "
                       f"agentfleet report {result.run_id} · agentfleet show {result.run_id}[/]")
@@ -221,7 +221,7 @@ def resume(
     from .store import RunStore
 
     try:
-        store = RunStore(db)
+        store = RunStore(db, create=False)
         try:
             row = store.get_run(run_id)
             if row.spec_text is None:
@@ -300,11 +300,14 @@ def runs(
     json_out: JsonOpt = False,
 ) -> None:
     """List recorded runs, newest first."""
+    from .errors import RunNotFound
     from .store import RunStore
 
     try:
-        with RunStore(db) as store:
+        with RunStore(db, create=False) as store:
             rows = store.list_runs(limit)
+    except RunNotFound:
+        rows = []
     except AgentFleetError as exc:
         _fail(exc)
     if json_out:
@@ -339,7 +342,7 @@ def show(
     from .store import RunStore
 
     try:
-        with RunStore(db) as store:
+        with RunStore(db, create=False) as store:
             row = store.get_run(run_id)
             records = store.load_tasks(row.id)
     except AgentFleetError as exc:
@@ -393,7 +396,7 @@ def report(
     from .store import RunStore
 
     try:
-        with RunStore(db) as store:
+        with RunStore(db, create=False) as store:
             row = store.get_run(run_id)
             records = store.load_tasks(row.id)
     except AgentFleetError as exc:

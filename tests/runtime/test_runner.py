@@ -950,3 +950,58 @@ class TestVirtualTimeWithStore:
                      {"s": sim(1.0)})
         result = run(spec)
         assert [rec(result, f"t{i}").ended_at for i in range(4)] == [1.0, 2.0, 3.0, 4.0]
+
+
+class TestReviewFixes:
+    def test_provider_error_leaves_no_run_row(self, tmp_path: Path) -> None:
+        """A provider that cannot be built fails before a run is recorded."""
+        spec = build([{"id": "a", "agent": "x", "prompt": "p"}], {"x": {"provider": "no-such-provider"}})
+        with RunStore(tmp_path / "r.db") as store:
+            with pytest.raises(ProviderConfigError):
+                run_virtual(Runner(spec, store=store).run())
+            assert store.list_runs() == []
+
+    def test_run_timeout_marks_work_cancelled_and_skipped(self) -> None:
+        """settings.timeout cancels running tasks and skips the rest, each with the reason."""
+        spec = build([{"id": "a", "agent": "s", "prompt": "p"}, {"id": "b", "agent": "s", "prompt": "q",
+                                                                 "depends_on": ["a"]}],
+                     {"s": sim(2.0)}, timeout=1)
+        result = run(spec)
+        assert result.status == "failed" and result.failure == "run timed out after 1s"
+        assert (rec(result, "a").state, rec(result, "a").error) == ("cancelled", "run timed out after 1s")
+        assert (rec(result, "b").state, rec(result, "b").error) == ("skipped", "run timed out after 1s")
+
+    def test_scale_does_not_shrink_real_provider_timeouts(self) -> None:
+        """latency_scale speeds up the sim only; a python agent keeps its full timeout."""
+        async def slow(request: ProviderRequest) -> str:
+            await asyncio.sleep(0.5)
+            return "ok"
+
+        spec = build([{"id": "a", "agent": "p", "prompt": "p"}], {"p": {**python(slow), "timeout": 1.0}})
+        result = run(spec, latency_scale=0.1)
+        assert result.ok
+
+    def test_resume_drops_stale_placeholders(self, tmp_path: Path) -> None:
+        """Rows of unfinished work from an earlier session do not survive a resumed success."""
+        flag = tmp_path / "fail"
+        flag.write_text("x")
+
+        def maybe(request: ProviderRequest) -> str:
+            if flag.exists():
+                raise ProviderError("not yet", retryable=False)
+            return "ok"
+
+        spec = build([{"id": "a", "agent": "p", "prompt": "p"},
+                      {"id": "m", "agent": "p", "prompt": "{{ item }}", "map": "a.items", "inputs": ["a"]}],
+                     {"p": python(maybe)})
+        with RunStore(tmp_path / "r.db") as store:
+            first = run_virtual(Runner(spec, store=store).run())
+            assert first.status == "failed"
+            assert {r.task_id for r in store.load_tasks(first.run_id)} == {"a", "m"}
+            flag.unlink()
+            spec2 = build([{"id": "a", "agent": "p", "prompt": "p"},
+                           {"id": "m", "agent": "p", "prompt": "{{ item }}", "map": ["x", "y"]}],
+                          {"p": python(maybe)})
+            second = run_virtual(Runner(spec2, store=store).run(resume=first.run_id))
+            assert second.ok
+            assert sorted(r.task_id for r in store.load_tasks(first.run_id)) == ["a", "m[0]", "m[1]"]

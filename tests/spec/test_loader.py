@@ -199,3 +199,34 @@ class TestExtends:
         text = GOOD.replace("  dev:\n    provider: sim\n", "  x:\n    extends: dev\n  dev:\n    extends: x\n")
         with pytest.raises(SpecError, match="'extends' cycle"):
             parse_workflow(text)
+
+
+class TestVarsAndYamlQuirks:
+    def test_template_reading_undeclared_var(self) -> None:
+        """{{ vars.x }} without a var x is an error at check time, with a suggestion."""
+        text = GOOD.replace("name: ok", "name: ok\nvars: {topic: a}")
+        text = text.replace("prompt: hello", "prompt: '{{ vars.topc }}'")
+        with pytest.raises(PlanError, match=r"vars\.topc .*did you mean 'topic'"):
+            build_plan(parse_workflow(text))
+
+    def test_set_of_unknown_var_is_an_error(self) -> None:
+        """--set with a key the workflow does not declare is a typo until proven otherwise."""
+        with pytest.raises(SpecError, match=r"--set topc=\.\.\.: the workflow declares no var 'topc'"):
+            parse_workflow(GOOD.replace("name: ok", "name: ok\nvars: {topic: a}"), overrides={"topc": 1})
+
+    def test_extension_keys_are_ignored(self) -> None:
+        """Top-level x- keys hold anchors for reuse and are not fields."""
+        text = "x-sim: &sim {provider: sim, model: sim-fast}\n" + GOOD.replace(
+            "  dev:\n    provider: sim\n    model: sim-fast\n", "  dev: *sim\n")
+        assert parse_workflow(text).agents["dev"].model == "sim-fast"
+
+    def test_numeric_task_ids(self) -> None:
+        """id: 1 is read as the task id '1'."""
+        text = GOOD.replace("id: a", "id: 1").replace("inputs: [a]", "inputs: [1]").replace("inputs.a", "inputs['1']")
+        plan = build_plan(parse_workflow(text))
+        assert plan.steps["b"].deps == ("1",)
+
+    def test_boolean_key_gets_a_hint(self) -> None:
+        """An agent named yes (a YAML boolean) is explained."""
+        with pytest.raises(SpecError, match="quote it"):
+            parse_workflow(GOOD.replace("  dev:\n", "  yes:\n    provider: sim\n  dev:\n", 1))

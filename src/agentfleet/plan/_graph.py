@@ -99,11 +99,12 @@ def _suggest(name: str, known: list[str]) -> str:
     return f" (known: {', '.join(sorted(known)[:12])})" if known else ""
 
 
-def _input_refs(template: jnodes.Template) -> set[str]:
+def _input_refs(template: jnodes.Template, name: str = "inputs") -> set[str]:
+    """The attribute names read from ``name`` (``inputs.x``, ``inputs['x']``) in a template."""
     refs: set[str] = set()
     for node in template.find_all((jnodes.Getattr, jnodes.Getitem)):
         target = getattr(node, "node", None)
-        if isinstance(target, jnodes.Name) and target.name == "inputs":
+        if isinstance(target, jnodes.Name) and target.name == name:
             if isinstance(node, jnodes.Getattr):
                 refs.add(node.attr)
             elif isinstance(node, jnodes.Getitem) and isinstance(node.arg, jnodes.Const) \
@@ -125,6 +126,12 @@ def _check_template(spec: WorkflowSpec, text: str, where: tuple[object, ...], de
         names = ", ".join(sorted(unknown))
         raise _err(spec, f"template uses unknown variable(s) {names}; available: "
                          f"{', '.join(sorted(allowed_names))}", *where)
+    unknown_vars = _input_refs(tree, "vars") - set(spec.vars)
+    if unknown_vars:
+        name = sorted(unknown_vars)[0]
+        raise _err(spec, f"template reads vars.{name} but the workflow has no such var"
+                         f"{_suggest(name, list(spec.vars))} (declare it under 'vars:' or pass --set {name}=...)",
+                   *where)
     if declared is not None:
         missing = _input_refs(tree) - declared
         if missing:
@@ -139,6 +146,8 @@ def _expected_latency(task: TaskSpec, agent: AgentSpec, scale: float) -> float:
     if agent.expected_latency is not None:
         return agent.expected_latency * scale
     latency = agent.options.get("latency") if isinstance(agent.options, dict) else None
+    if isinstance(latency, (int, float)) and not isinstance(latency, bool):
+        return float(latency) * scale
     if isinstance(latency, dict):
         for key in ("fixed", "median"):
             value = latency.get(key)

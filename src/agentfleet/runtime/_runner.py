@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import jinja2
 import jsonschema
 
 from .._types import Clock, LoopClock, Provider, ProviderRequest, ProviderResponse, TaskRecord, TaskState
@@ -213,12 +214,19 @@ class Runner:
         try:
             try:
                 if self.spec.settings.timeout is not None:
-                    async with asyncio.timeout(self.spec.settings.timeout * self.latency_scale):
+                    all_sim = all(a.provider == "sim" for a in self.spec.agents.values())
+                    async with asyncio.timeout(self.spec.settings.timeout * (self.latency_scale if all_sim else 1)):
                         await scheduler.run()
                 else:
                     await scheduler.run()
             except TimeoutError:
                 failure = f"run timed out after {self.spec.settings.timeout:g}s"
+                for inst in scheduler.instances.values():
+                    record = inst.record
+                    if record.state == TaskState.INTERRUPTED:
+                        record.state, record.error = TaskState.CANCELLED, failure
+                    elif record.state in (TaskState.PENDING, TaskState.READY):
+                        record.state, record.error = TaskState.SKIPPED, failure
             else:
                 if scheduler.fatal is not None:
                     failure = f"run stopped: {scheduler.fatal}"
@@ -228,7 +236,7 @@ class Runner:
                     failure = str(TaskFailed(*scheduler.failure))
         except asyncio.CancelledError:
             status = "interrupted"
-            failure = "interrupted; resume with: agentfleet resume " + (self.run_id or "")
+            failure = "interrupted (Ctrl-C or SIGTERM); resume with: agentfleet resume " + (self.run_id or "")
             raise
         finally:
             gc.unfreeze()
@@ -303,15 +311,23 @@ class Runner:
             await self._fire("before_task", {"task_id": inst.id, "agent": step.agent})
         book = self._book
         prompt = book.static_prompt(step.id)
-        if prompt is None:
-            prompt = book.prompt(step.id, task=inst.id, agent=step.agent,
-                                 inputs=self._inputs_for(inst) if step.inputs else {}, item=inst.item,
-                                 index=inst.index)
-        system = book.static_system(step.agent)
-        if system is None:
-            system = book.system(step.agent, task=inst.id)
+        try:
+            if prompt is None:
+                prompt = book.prompt(step.id, task=inst.id, agent=step.agent,
+                                     inputs=self._inputs_for(inst) if step.inputs else {}, item=inst.item,
+                                     index=inst.index)
+            system = book.static_system(step.agent)
+            if system is None:
+                system = book.system(step.agent, task=inst.id)
+        except jinja2.TemplateError as exc:
+            file, line = self.spec.locate("tasks", step.index, "prompt")
+            where = f"{file}:{line}" if line else file
+            record.error = f"prompt of {inst.id} ({where}) could not be rendered: {exc}"
+            raise
         schema = step.spec.output_schema if step.spec is not None else None
-        timeout = step.timeout * self.latency_scale if step.timeout is not None else None
+        timeout = step.timeout
+        if timeout is not None and agent.provider == "sim":
+            timeout *= self.latency_scale  # --scale speeds up simulated latencies, not real ones
         clock = self.clock
         scheduler = self.scheduler
         assert scheduler is not None

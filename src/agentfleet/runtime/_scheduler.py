@@ -599,12 +599,11 @@ class Scheduler:
             return
         if not group.expanded:
             group.expanded = True
-            if group.step.map_kind != "zip":
-                # Never expanded: record one placeholder so the skip is visible.
-                record = TaskRecord(task_id=group.step.id, agent=group.step.agent, tier=group.step.tier)
-                inst = Instance(group.step.id, group.step, None, None, record, group)
-                group.instances.append(inst)
-                self.instances[inst.id] = inst
+            # Never expanded: record one placeholder so the skip is visible.
+            record = TaskRecord(task_id=group.step.id, agent=group.step.agent, tier=group.step.tier)
+            inst = Instance(group.step.id, group.step, None, None, record, group)
+            group.instances.append(inst)
+            self.instances[inst.id] = inst
         for inst in list(group.instances):
             if inst.record.state not in TaskState.FINAL:
                 self._dequeue(inst)

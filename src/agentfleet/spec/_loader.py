@@ -194,9 +194,19 @@ def parse_workflow(text: str | bytes, *, file: str = "<string>", overrides: dict
         kind = type(data).__name__
         raise SpecError(f"a workflow must be a mapping with 'agents:' and 'tasks:', not a {kind}", file=file,
                         line=1)
+    for key in [k for k in data if isinstance(k, str) and k.startswith("x-")]:
+        del data[key]  # extension keys (anchors to reuse, as in docker-compose files)
     _resolve_extends(data, lines, file)
     if overrides:
-        data["vars"] = {**(data.get("vars") or {}), **overrides}
+        known = data.get("vars") or {}
+        if not isinstance(known, dict):
+            known = {}
+        for key in overrides:
+            if key not in known:
+                names = ", ".join(sorted(map(str, known))) or "none"
+                raise SpecError(f"--set {key}=...: the workflow declares no var {key!r} (vars: {names})",
+                                file=file, line=lines.get(("vars",)))
+        data["vars"] = {**known, **overrides}
     spec = validate_data(data, lines=lines, file=file)
     spec._source = text
     return spec
@@ -215,7 +225,12 @@ def validate_data(data: dict[str, Any], *, lines: dict[Path_, int] | None = None
         # pydantic reports dict entries as agents.<name>; drop validator-internal parts.
         loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith("function-")))
         msg = first["msg"]
-        if first["type"] == "missing":
+        if "[key]" in loc:
+            key = loc[loc.index("[key]") - 1]
+            loc = loc[: loc.index("[key]") - 1]
+            msg = (f"key {key!r} must be a name; YAML reads yes/no/on/off/true/false as booleans "
+                   "and bare numbers as numbers, so quote it")
+        elif first["type"] == "missing":
             msg = f"required field '{loc[-1]}' is missing"
         elif first["type"] == "extra_forbidden":
             msg = f"unknown field '{loc[-1]}'"
@@ -224,6 +239,8 @@ def validate_data(data: dict[str, Any], *, lines: dict[Path_, int] | None = None
             if len(shown) > 60:
                 shown = shown[:57] + "..."
             msg = f"{msg} (got {shown})"
+            if isinstance(first["input"], bool):
+                msg += "; YAML reads yes/no/on/off as booleans, quote it"
         more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
         raise SpecError(msg + more, file=file, line=_line_for(lines, loc), field=_dotted(loc) or None) from None
     spec._file = file

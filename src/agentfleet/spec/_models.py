@@ -23,7 +23,7 @@ __all__ = [
     "WorkflowSpec",
 ]
 
-_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$"
+_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,127}$"
 
 DEFAULT_TIERS: dict[str, tuple[int, float]] = {
     # name: (priority, reserved share of max_parallel)
@@ -115,9 +115,17 @@ class TaskSpec(_Model):
     @field_validator("depends_on", "inputs", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [value]
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            value = [value]
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
         return value
+
+    @field_validator("id", "agent", mode="before")
+    @classmethod
+    def _number_as_name(cls, value: Any) -> Any:
+        # ``id: 1`` in YAML is an int; a number is a fine task id.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class TierSpec(_Model):

@@ -115,8 +115,10 @@ class RunRow:
 class RunStore:
     """The run database. Open with a path; ``":memory:"`` works for tests."""
 
-    def __init__(self, path: str | os.PathLike[str] = DEFAULT_DB) -> None:
+    def __init__(self, path: str | os.PathLike[str] = DEFAULT_DB, *, create: bool = True) -> None:
         self.path = str(path)
+        if not create and self.path != ":memory:" and not os.path.exists(self.path):
+            raise RunNotFound("no runs recorded yet: no run database at this path", path=self.path)
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -126,9 +128,9 @@ class RunStore:
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open run database: {exc}", path=self.path) from None
+            raise _user_error(StoreError(f"cannot open run database: {exc}", path=self.path)) from None
         except OSError as exc:
-            raise StoreError(f"cannot create run database: {exc.strerror}", path=self.path) from None
+            raise _user_error(StoreError(f"cannot create run database: {exc.strerror}", path=self.path)) from None
         self._pending_events: list[tuple[Any, ...]] = []
         self._pending_tasks: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._pending_attempts: list[tuple[Any, ...]] = []
@@ -162,8 +164,12 @@ class RunStore:
         if row is None:
             raise RunNotFound(f"no run {run_id!r}", path=self.path)
         session = int(row[0]) + 1
-        self._db.execute("UPDATE runs SET status='running', sessions=?, ended_at=NULL, error=NULL WHERE id=?",
-                         (session, run_id))
+        with self._transaction():
+            self._db.execute("UPDATE runs SET status='running', sessions=?, ended_at=NULL, error=NULL WHERE id=?",
+                             (session, run_id))
+            # Unfinished rows of earlier sessions are rewritten by this one (or were placeholders
+            # of groups that now expand): keep only finished work.
+            self._db.execute("DELETE FROM tasks WHERE run_id=? AND state != 'done'", (run_id,))
         return session
 
     def finish_run(self, run_id: str, status: str, *, error: str | None = None,
@@ -344,3 +350,9 @@ def _run_row(row: tuple[Any, ...]) -> RunRow:
         spec_text=row[6], overrides=json.loads(row[7] or "{}"), options=json.loads(row[8] or "{}"),
         sessions=row[9], error=row[10], summary=json.loads(row[11]) if row[11] else None,
     )
+
+
+def _user_error(exc: StoreError) -> StoreError:
+    """A database path that cannot be used is the user's to fix: exit code 2."""
+    exc.exit_code = 2
+    return exc
