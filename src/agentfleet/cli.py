@@ -331,6 +331,18 @@ def runs(
     out.print(table)
 
 
+def _load_run(db: str, run_id: str) -> tuple[Any, list[Any]]:
+    """A stored run and its tasks, or exit with the error (never creates a database)."""
+    from .store import RunStore
+
+    try:
+        with RunStore(db, create=False) as store:
+            row = store.get_run(run_id)
+            return row, store.load_tasks(row.id)
+    except AgentFleetError as exc:
+        _fail(exc)
+
+
 @app.command()
 def show(
     run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix, or 'latest').")],
@@ -339,14 +351,7 @@ def show(
     json_out: JsonOpt = False,
 ) -> None:
     """Show a run's tasks and their results."""
-    from .store import RunStore
-
-    try:
-        with RunStore(db, create=False) as store:
-            row = store.get_run(run_id)
-            records = store.load_tasks(row.id)
-    except AgentFleetError as exc:
-        _fail(exc)
+    row, records = _load_run(db, run_id)
     if task is not None:
         match = [r for r in records if r.task_id == task]
         if not match:
@@ -393,14 +398,7 @@ def report(
 ) -> None:
     """Print a run's summary again: makespan, speedup, critical path, per-agent time."""
     from .analysis import analyze, gantt_text, render_summary, report_to_dict
-    from .store import RunStore
-
-    try:
-        with RunStore(db, create=False) as store:
-            row = store.get_run(run_id)
-            records = store.load_tasks(row.id)
-    except AgentFleetError as exc:
-        _fail(exc)
+    row, records = _load_run(db, run_id)
     # The effective settings are in the run's summary (CLI flags and YAML settings alike).
     facts = {**row.options, **(row.summary or {})}
     providers = {r.provider for r in records if r.provider}
