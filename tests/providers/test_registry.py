@@ -110,3 +110,17 @@ class TestExports:
         ])
         for name in providers.__all__:
             assert getattr(providers, name) is not None
+
+
+class TestOptionTypos:
+    def test_unknown_option_is_an_error_with_suggestion(self) -> None:
+        """A misspelt option (timout) is a config error naming it and the likely intent."""
+        import pytest
+
+        from agentfleet.errors import ProviderConfigError
+        from agentfleet.providers import build_provider
+        from agentfleet.spec import AgentSpec
+
+        agent = AgentSpec(name="c", provider="command", options={"command": "cat", "timout": 1})
+        with pytest.raises(ProviderConfigError, match=r"option 'timout' is not an option .*did you mean 'timeout'"):
+            build_provider(agent)

@@ -7,15 +7,55 @@ what was expected, before anything runs.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import difflib
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ProviderConfigError
 
-__all__ = ["OptionReader", "is_local_url"]
+__all__ = ["OptionReader", "is_local_url", "reading_options"]
+
+# Options read by layers other than the providers (the scheduler, pools, the builder).
+SHARED_OPTIONS = frozenset({"pool", "expected_latency"})
+
+_readers: contextvars.ContextVar[list[OptionReader] | None] = contextvars.ContextVar("_readers", default=None)
+
+
+@contextlib.contextmanager
+def reading_options() -> Iterator[list[OptionReader]]:
+    """Collect the OptionReaders created inside the block (to check for unread keys after)."""
+    readers: list[OptionReader] = []
+    token = _readers.set(readers)
+    try:
+        yield readers
+    finally:
+        _readers.reset(token)
+
+
+class _Recording(dict[str, Any]):
+    """A dict that remembers which keys were looked up."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        super().__init__(data)
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self.read.add(key)
+        return super().__contains__(key)
 
 _LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
 
@@ -36,7 +76,20 @@ class OptionReader:
         self.provider = provider
         if options is not None and not isinstance(options, Mapping):
             raise self.error("options", f"must be a mapping, got {type(options).__name__}")
-        self.options: Mapping[str, Any] = options or {}
+        self.options: _Recording = _Recording(options or {})
+        collecting = _readers.get()
+        if collecting is not None:
+            collecting.append(self)
+
+    def reject_unread(self) -> None:
+        """Raise for an option this provider never looked at: most likely a typo."""
+        unread = sorted(set(self.options) - self.options.read - SHARED_OPTIONS)
+        if unread:
+            key = unread[0]
+            close = difflib.get_close_matches(key, sorted(self.options.read), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else \
+                f" (known: {', '.join(sorted(self.options.read))})"
+            raise self.error(key, f"is not an option of the {self.provider} provider{hint}")
 
     def error(self, option: str, message: str) -> ProviderConfigError:
         """A config error naming the agent and the option."""

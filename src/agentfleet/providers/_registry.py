@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from .._types import Clock, Provider
 from ..errors import ProviderConfigError
 from ._anthropic import AnthropicProvider
+from ._options import reading_options
 from ._command import CommandProvider
 from ._openai import DEFAULT_BASE_URL as OPENAI_BASE_URL
 from ._openai import OpenAIProvider
@@ -53,6 +54,14 @@ def build_provider(
     ``clock``, ``latency_scale`` and ``seed`` drive the sim (and the HTTP providers'
     timing). Raises ProviderConfigError for an unknown provider or a bad option.
     """
+    with reading_options() as readers:
+        provider = _build(agent, clock=clock, latency_scale=latency_scale, seed=seed)
+    for reader in readers:
+        reader.reject_unread()  # a typo in options (``timout:``) is an error, not ignored
+    return provider
+
+
+def _build(agent: AgentSpec, *, clock: Clock | None, latency_scale: float, seed: int) -> Provider:
     kind = agent.provider.strip().lower()
     if kind == "sim":
         return SimProvider.from_agent(agent, clock=clock, latency_scale=latency_scale, seed=seed)
