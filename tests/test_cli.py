@@ -630,6 +630,22 @@ SLOW = sim_workflow(independent(12), name="slow", latency=0.25, settings={"max_p
 
 
 class TestResume:
+    def test_resume_of_a_live_run_is_refused(self, tmp_path: Path) -> None:
+        """Resuming a run whose process is alive would run its tasks twice: refused (exit 2) until it dies."""
+        (tmp_path / "slow.yaml").write_text(SLOW, encoding="utf-8")
+        db = tmp_path / "runs.db"
+        proc = start_and_wait(tmp_path, "slow.yaml", db, done=1)
+        try:
+            run_id = run_id_of(db)
+            result = cli(tmp_path, "resume", run_id, "--db", "runs.db")
+            assert result.returncode == 2
+            assert f"still running in process {proc.pid}" in one_line(result.stderr)
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.communicate()
+        listed = json.loads(cli(tmp_path, "runs", "--json", "--db", "runs.db").stdout)
+        assert listed[0]["status"] == "stopped"
+
     def test_resume_after_kill_9(self, tmp_path: Path) -> None:
         """After kill -9, `resume` finishes the run without redoing or changing finished tasks; again is a no-op."""
         (tmp_path / "slow.yaml").write_text(SLOW, encoding="utf-8")

@@ -214,6 +214,7 @@ def resume(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     stream: Annotated[bool, typer.Option("--stream", help="Print each task's result as it completes.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Resume even if another process still runs it.")] = False,
 ) -> None:
     """Continue an interrupted or failed run: finished tasks are kept, the rest runs."""
     from .runtime import Runner
@@ -230,6 +231,10 @@ def resume(
             if row.status == "succeeded":
                 err.print(f"run {row.id} already succeeded; nothing to resume")
                 raise typer.Exit(0)
+            owner = store.owner_alive(row.id)
+            if owner is not None and not force:
+                raise SpecError(f"run {row.id} is still running in process {owner}; stop it first "
+                                "(resuming a live run would execute its tasks twice), or pass --force")
             spec = parse_workflow(row.spec_text, file=row.spec_path or "<stored spec>", overrides=row.overrides)
             o = row.options
             _apply_provider(spec, o.get("provider"), o.get("model"), o.get("base_url"))
@@ -306,12 +311,15 @@ def runs(
     try:
         with RunStore(db, create=False) as store:
             rows = store.list_runs(limit)
+            live = {r.id for r in rows if r.status == "running" and store.owner_alive(r.id) is not None}
     except RunNotFound:
-        rows = []
+        rows, live = [], set()
     except AgentFleetError as exc:
         _fail(exc)
     if json_out:
-        out.print_json(json.dumps([{"id": r.id, "workflow": r.name, "status": r.status, "created_at": r.created_at,
+        out.print_json(json.dumps([{"id": r.id, "workflow": r.name,
+                                    "status": "stopped" if r.status == "running" and r.id not in live else r.status,
+                                    "created_at": r.created_at,
                                     "ended_at": r.ended_at, "sessions": r.sessions,
                                     "counts": (r.summary or {}).get("counts")} for r in rows]))
         return
@@ -325,8 +333,12 @@ def runs(
         took = f"{r.ended_at - r.created_at:.1f}s" if r.ended_at else "—"
         counts = (r.summary or {}).get("counts") or {}
         tasks = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-        colour = {"succeeded": "green", "failed": "red", "interrupted": "yellow"}.get(r.status, "white")
-        table.add_row(r.id, r.name, f"[{colour}]{r.status}[/]",
+        status = r.status
+        if status == "running" and r.id not in live:
+            status = "stopped"  # its process is gone (kill -9, crash): resumable
+        colour = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "stopped": "yellow"}.get(
+            status, "white")
+        table.add_row(r.id, r.name, f"[{colour}]{status}[/]",
                       time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at)), took, tasks)
     out.print(table)
 

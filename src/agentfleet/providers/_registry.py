@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 from .._types import Clock, Provider
 from ..errors import ProviderConfigError
 from ._anthropic import AnthropicProvider
-from ._options import reading_options
 from ._command import CommandProvider
 from ._openai import DEFAULT_BASE_URL as OPENAI_BASE_URL
 from ._openai import OpenAIProvider
+from ._options import reading_options
 from ._python import PythonProvider
 from ._sim import SimProvider
 

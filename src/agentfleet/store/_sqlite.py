@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import time
 import uuid
@@ -127,6 +128,10 @@ class RunStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+            for column, kind in (("pid", "INTEGER"), ("host", "TEXT")):
+                if column not in columns:  # databases made before the owner was recorded
+                    self._db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
         except sqlite3.DatabaseError as exc:
             raise _user_error(StoreError(f"cannot open run database: {exc}", path=self.path)) from None
         except OSError as exc:
@@ -151,12 +156,28 @@ class RunStore:
                    overrides: dict[str, Any] | None = None, options: dict[str, Any] | None = None) -> str:
         run_id = uuid.uuid4().hex[:10]
         self._db.execute(
-            "INSERT INTO runs (id, name, status, created_at, spec_path, spec_text, overrides, options)"
-            " VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
+            "INSERT INTO runs (id, name, status, created_at, spec_path, spec_text, overrides, options, pid, host)"
+            " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
             (run_id, name, time.time(), spec_path, spec_text, json.dumps(overrides or {}),
-             json.dumps(options or {})),
+             json.dumps(options or {}), os.getpid(), socket.gethostname()),
         )
         return run_id
+
+    def owner_alive(self, run_id: str) -> int | None:
+        """The pid of a live process on this host that is running ``run_id``, else None."""
+        row = self._db.execute("SELECT status, pid, host FROM runs WHERE id = ?", (self.resolve(run_id),)).fetchone()
+        if row is None or row[0] != "running" or row[1] is None or row[2] != socket.gethostname():
+            return None
+        pid = int(row[1])
+        if pid == os.getpid():
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid  # exists, owned by someone else
+        return pid
 
     def begin_session(self, run_id: str) -> int:
         """Mark a resumed run running again; returns the new session number."""
@@ -165,8 +186,8 @@ class RunStore:
             raise RunNotFound(f"no run {run_id!r}", path=self.path)
         session = int(row[0]) + 1
         with self._transaction():
-            self._db.execute("UPDATE runs SET status='running', sessions=?, ended_at=NULL, error=NULL WHERE id=?",
-                             (session, run_id))
+            self._db.execute("UPDATE runs SET status='running', sessions=?, ended_at=NULL, error=NULL, pid=?,"
+                             " host=? WHERE id=?", (session, os.getpid(), socket.gethostname(), run_id))
             # Unfinished rows of earlier sessions are rewritten by this one (or were placeholders
             # of groups that now expand): keep only finished work.
             self._db.execute("DELETE FROM tasks WHERE run_id=? AND state != 'done'", (run_id,))
