@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -71,11 +70,7 @@ def _parse_sets(values: list[str] | None) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise SpecError(f"--set expects key=value, got {item!r}")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
-        overrides[key.strip()] = value
+        overrides[key.strip()] = raw  # typed by the loader against the declared var
     return overrides
 
 
@@ -481,7 +476,7 @@ def init(
         out.print(table)
         return
     try:
-        text = scaffold(template)
+        text = scaffold(template, file=str(output))
     except KeyError as exc:
         _fail(SpecError(str(exc.args[0])))
     if output.exists() and not force:

@@ -106,10 +106,10 @@ class TestRenderSummary:
     def test_agent_table(self) -> None:
         """The per-agent table has a row per agent with busy, waits, utilisation and tokens."""
         text = summary_text(fan())
-        for header in ("agent", "tasks", "busy", "wait mean", "wait max", "util", "tokens in"):
+        for header in ("agent", "tasks", "busy", "wait mean", "wait max", "avg running", "tokens in"):
             assert header in text
-        assert "dev 4 6.8s 1.0s 3.0s 135% 0 0" in text
-        assert "lead 2 1.5s 0s 0s 30% 0 0" in text
+        assert "dev 4 6.8s 1.0s 3.0s 1.35 0 0" in text
+        assert "lead 2 1.5s 0s 0s 0.30 0 0" in text
 
     def test_sim_scaling_note(self) -> None:
         """A scaled sim run says so and gives the equivalent unscaled makespan."""

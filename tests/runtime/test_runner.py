@@ -1005,3 +1005,15 @@ class TestReviewFixes:
             second = run_virtual(Runner(spec2, store=store).run(resume=first.run_id))
             assert second.ok
             assert sorted(r.task_id for r in store.load_tasks(first.run_id)) == ["a", "m[0]", "m[1]"]
+
+
+class TestResultAccess:
+    def test_output_of_a_mapped_step_is_the_list(self) -> None:
+        """result.output('step') of a mapped step is its outputs in item order; 'step[i]' is one."""
+        spec = build([{"id": "m", "agent": "p", "prompt": "{{ item }}", "map": ["a", "b", "c"]}],
+                     {"p": python(lambda request: request.prompt.upper())})
+        result = run(spec)
+        assert result.output("m") == ["A", "B", "C"]
+        assert result.output("m[1]") == "B"
+        with pytest.raises(KeyError, match="no finished task 'nope'"):
+            result.output("nope")

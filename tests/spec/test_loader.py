@@ -230,3 +230,12 @@ class TestVarsAndYamlQuirks:
         """An agent named yes (a YAML boolean) is explained."""
         with pytest.raises(SpecError, match="quote it"):
             parse_workflow(GOOD.replace("  dev:\n", "  yes:\n    provider: sim\n  dev:\n", 1))
+
+
+class TestSetTyping:
+    def test_set_values_follow_the_declared_type(self) -> None:
+        """--set keeps strings for string vars and reads YAML for the others; dates stay text."""
+        text = GOOD.replace("name: ok", "name: ok\nvars: {ver: '1.0', n: 1, items: [a], when: x, flag: true}")
+        spec = parse_workflow(text, overrides={"ver": "1.10", "n": "3", "items": "[b, c]", "flag": "no",
+                                               "when": "2024-01-05"})
+        assert spec.vars == {"ver": "1.10", "n": 3, "items": ["b", "c"], "when": "2024-01-05", "flag": False}

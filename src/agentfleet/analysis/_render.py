@@ -206,7 +206,9 @@ def _facts_line(report: RunReport) -> Text:
 def _agent_table(report: RunReport) -> Table:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     table.add_column("agent")
-    for name in ("tasks", "busy", "wait mean", "wait max", "util", "tokens in", "tokens out"):
+    # "avg running": busy time / makespan, the mean number of the agent's tasks in flight
+    # (a percentage would read 1920% for an agent running 20 tasks at once).
+    for name in ("tasks", "busy", "wait mean", "wait max", "avg running", "tokens in", "tokens out"):
         table.add_column(name, justify="right")
     for stats in report.agents.values():
         table.add_row(
@@ -215,7 +217,7 @@ def _agent_table(report: RunReport) -> Table:
             format_seconds(stats.busy),
             format_seconds(stats.queue_wait_mean),
             format_seconds(stats.queue_wait_max),
-            _pct(stats.utilisation),
+            "n/a" if stats.utilisation is None else f"{stats.utilisation:.2f}",
             f"{stats.tokens_in:,}",
             f"{stats.tokens_out:,}",
         )

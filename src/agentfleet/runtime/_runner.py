@@ -67,11 +67,21 @@ class RunResult:
         return {r.task_id: r.output for r in self.records if r.state == TaskState.DONE}
 
     def output(self, task_id: str) -> Any:
-        """The output of a task instance (``id`` or ``id[i]``); KeyError if it did not finish."""
+        """The output of a task (``id``), of one mapped instance (``id[i]``), or for a mapped
+        step the list of its finished instances' outputs in item order (what a fan-in gets).
+        KeyError if nothing by that id finished."""
+        prefix = task_id + "["
+        mapped = []
         for r in self.records:
-            if r.task_id == task_id and r.state == TaskState.DONE:
+            if r.state != TaskState.DONE:
+                continue
+            if r.task_id == task_id:
                 return r.output
-        raise KeyError(task_id)
+            if r.task_id.startswith(prefix):
+                mapped.append((int(r.task_id[len(prefix):-1]), r.output))
+        if mapped:
+            return [out for _, out in sorted(mapped, key=lambda pair: pair[0])]
+        raise KeyError(f"no finished task {task_id!r}")
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,24 @@ def _resolve_extends(data: dict[str, Any], lines: dict[Path_, int], file: str) -
             agents[name] = resolve(name, (name,))
 
 
+def _typed(value: Any, declared: Any) -> Any:
+    """A ``--set`` string read as YAML unless the declared var is a string (``1.10`` stays ``1.10``).
+
+    Only JSON-like results are kept (a date stays the text it was typed as).
+    """
+    if not isinstance(value, str) or isinstance(declared, str):
+        return value
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        return value
+    try:
+        json.dumps(parsed)
+    except (TypeError, ValueError):
+        return value
+    return parsed
+
+
 def parse_workflow(text: str | bytes, *, file: str = "<string>", overrides: dict[str, Any] | None = None
                    ) -> WorkflowSpec:
     """Parse and validate YAML text; ``overrides`` replace ``vars`` entries (``--set``)."""
@@ -206,7 +225,7 @@ def parse_workflow(text: str | bytes, *, file: str = "<string>", overrides: dict
                 names = ", ".join(sorted(map(str, known))) or "none"
                 raise SpecError(f"--set {key}=...: the workflow declares no var {key!r} (vars: {names})",
                                 file=file, line=lines.get(("vars",)))
-        data["vars"] = {**known, **overrides}
+        data["vars"] = {**known, **{k: _typed(v, known[k]) for k, v in overrides.items()}}
     spec = validate_data(data, lines=lines, file=file)
     spec._source = text
     return spec

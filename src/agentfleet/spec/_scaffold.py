@@ -30,13 +30,14 @@ def templates_table() -> list[tuple[str, str]]:
     return [(name, str(docs[name].get("description", "")).strip()) for name in persona_names()]
 
 
-def scaffold(template: str | None = None) -> str:
+def scaffold(template: str | None = None, *, file: str | None = None) -> str:
     """The YAML text of a starter workflow for ``template``; ``None`` gives a small team workflow.
 
+    ``file`` is the name the text will be saved under, for the commands in its header.
     Raises ``KeyError`` naming the known templates when ``template`` is not one of them.
     """
     if template is None:
-        return _render(_default_team())
+        return _render(_default_team(), file)
     docs = _load_all()
     if template not in docs:
         known = ", ".join(persona_names()) or "none"
@@ -56,7 +57,8 @@ def scaffold(template: str | None = None) -> str:
             vars=doc.get("example_vars") or {},
             agents=[_Agent(key=template, extends=template, base=agent)],
             tasks=tasks,
-        )
+        ),
+        file,
     )
 
 
@@ -242,12 +244,12 @@ def _dump(data: dict[str, Any] | list[Any], indent: int = 0) -> str:
 
 
 _HEADER = """\
-# {name}.yaml - scaffolded by `{command}`
+# {file} - scaffolded by `{command}`
 #
 # {description}
 #
-#   agentfleet check {name}.yaml      validate, then show the critical path and predicted speedup
-#   agentfleet run {name}.yaml        run it (add --set NAME=value to override a var)
+#   agentfleet check {file}      validate, then show the critical path and predicted speedup
+#   agentfleet run {file}        run it (add --set NAME=value to override a var)
 #
 # How a workflow runs: a task starts the moment the tasks it needs have finished; there are no
 # phase barriers (`phase:` only labels tasks in reports). Prompts are Jinja2 templates that see
@@ -280,8 +282,8 @@ _HOOKS = """\
 """
 
 
-def _render(plan: _Plan) -> str:
-    out = [_HEADER.format(name=plan.name, command=plan.command, description=plan.description)]
+def _render(plan: _Plan, file: str | None = None) -> str:
+    out = [_HEADER.format(file=file or f"{plan.name}.yaml", command=plan.command, description=plan.description)]
     out.append(f"name: {plan.name}\n")
     out.append(_dump({"description": plan.description}))
     if plan.vars:
