@@ -809,3 +809,24 @@ class TestReadOnlyCommands:
         assert result.returncode == 2
         assert "adir" in one_line(result.stderr)
         no_traceback(result)
+
+
+class TestCheckPreflight:
+    def test_check_rejects_what_run_would(self, tmp_path: Path) -> None:
+        """check fails (exit 2, file:line) on an unknown provider or a misspelt provider option."""
+        (tmp_path / "p.yaml").write_text("name: p\nagents:\n  a: {provider: simm}\ntasks:\n"
+                                         "  - {id: t, agent: a, prompt: x}\n")
+        result = cli(tmp_path, "check", "p.yaml")
+        assert result.returncode == 2 and "p.yaml:3:" in one_line(result.stderr)
+        (tmp_path / "o.yaml").write_text("name: o\nagents:\n  a: {provider: sim, options: {latncy: 1}}\n"
+                                         "tasks:\n  - {id: t, agent: a, prompt: x}\n")
+        result = cli(tmp_path, "check", "o.yaml")
+        assert result.returncode == 2 and "did you mean 'latency'" in one_line(result.stderr)
+
+    def test_missing_api_key_is_a_warning_in_check(self, tmp_path: Path) -> None:
+        """check only warns about an unset API key (it may be set where the workflow runs)."""
+        (tmp_path / "k.yaml").write_text("name: k\nagents:\n  a: {provider: openai, model: gpt-4o-mini}\n"
+                                         "tasks:\n  - {id: t, agent: a, prompt: x}\n")
+        result = cli(tmp_path, "check", "k.yaml")
+        assert result.returncode == 0
+        assert "warning:" in result.stderr and "OPENAI_API_KEY" in result.stderr

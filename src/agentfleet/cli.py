@@ -252,14 +252,19 @@ def check(
 ) -> None:
     """Validate a workflow and analyse it: critical path, width, depth, predicted speedup."""
     from .plan import analyze_plan, build_plan
+    from .runtime import Runner
     from .spec import load_workflow
 
     try:
         spec = load_workflow(workflow, overrides=_parse_sets(set_))
         plan = build_plan(spec)
         a = analyze_plan(plan, max_parallel=max_parallel)
+        # What `run` would reject before starting: output schemas, hooks, provider options.
+        warnings = asyncio.run(Runner(plan).preflight())
     except AgentFleetError as exc:
         _fail(exc)
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
     if json_out:
         out.print_json(json.dumps({
             "valid": True, "workflow": spec.name, "steps": a.steps, "instances": a.instances, "width": a.width,

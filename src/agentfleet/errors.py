@@ -8,7 +8,8 @@
     ├── SchedulerError              the run could not proceed
     │   └── TaskFailed              one task failed for good; .task_id .cause
     ├── ProviderError               a provider call failed; .provider .retryable
-    │   ├── ProviderConfigError     missing key, bad URL, bad module path (exit 2)
+    │   ├── ProviderConfigError     bad option, bad URL, bad module path (exit 2)
+    │   │   └── MissingCredentials  the API key's environment variable is not set
     │   ├── ProviderTimeout         the call took longer than its timeout
     │   ├── RateLimited             429-style answer; .retry_after seconds or None
     │   └── OutputInvalid           the output did not match the task's schema
@@ -25,6 +26,7 @@ from __future__ import annotations
 __all__ = [
     "AgentFleetError",
     "HookError",
+    "MissingCredentials",
     "OutputInvalid",
     "PlanError",
     "ProviderConfigError",
@@ -109,6 +111,10 @@ class ProviderConfigError(ProviderError):
 
     exit_code = 2
     retryable = False
+
+
+class MissingCredentials(ProviderConfigError):
+    """The environment variable holding a provider's API key is not set."""
 
 
 class ProviderTimeout(ProviderError):

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import ProviderConfigError
+from ..errors import MissingCredentials, ProviderConfigError
 
 __all__ = ["OptionReader", "is_local_url", "reading_options"]
 
@@ -211,7 +211,7 @@ class OptionReader:
             return value
         if is_local_url(base_url):
             return None
-        raise ProviderConfigError(
+        raise MissingCredentials(
             f"agent {self.agent!r}: environment variable {env} is not set "
             f"(the API key for {base_url}; set it or point option {key!r} at another variable)",
             provider=self.provider,

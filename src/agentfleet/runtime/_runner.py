@@ -20,7 +20,16 @@ import jinja2
 import jsonschema
 
 from .._types import Clock, LoopClock, Provider, ProviderRequest, ProviderResponse, TaskRecord, TaskState
-from ..errors import AgentFleetError, OutputInvalid, ProviderError, ProviderTimeout, RateLimited, TaskFailed
+from ..errors import (
+    AgentFleetError,
+    MissingCredentials,
+    OutputInvalid,
+    ProviderConfigError,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+    TaskFailed,
+)
 from ..plan import Plan, build_plan
 from ..spec import WorkflowSpec
 from ..store import RunStore
@@ -163,18 +172,45 @@ class Runner:
     # -- providers ----------------------------------------------------------------------
 
     def _build_providers(self) -> None:
+        for name in self.spec.agents:
+            self._build_provider(name)
+
+    def _build_provider(self, name: str) -> None:
+        if name in self._given_providers:
+            self._providers[name] = self._given_providers[name]
+            return
         if self._factory is None:
             from ..providers import build_provider
 
             factory: Callable[..., Provider] = build_provider
         else:
             factory = self._factory
-        for name, agent in self.spec.agents.items():
-            if name in self._given_providers:
-                self._providers[name] = self._given_providers[name]
-            else:
-                self._providers[name] = factory(agent, clock=self.clock, latency_scale=self.latency_scale,
-                                                seed=self.seed)
+        try:
+            self._providers[name] = factory(self.spec.agents[name], clock=self.clock,
+                                            latency_scale=self.latency_scale, seed=self.seed)
+        except ProviderConfigError as exc:
+            file, line = self.spec.locate("agents", name)
+            where = f"{file}:{line}: " if line else (f"{file}: " if file != "<python>" else "")
+            located = type(exc)(f"{where}{exc}")  # str(exc) already names the provider
+            located.provider = exc.provider
+            raise located from None
+
+    async def preflight(self) -> list[str]:
+        """Everything ``run`` would reject before starting, without running: hooks, providers
+        (built and closed, no network). Raises for errors; returns warnings (a missing API key,
+        which may well be set where the workflow really runs)."""
+        self._hooks.validate()
+        warnings: list[str] = []
+        try:
+            for name in self.spec.agents:
+                try:
+                    self._build_provider(name)
+                except MissingCredentials as exc:
+                    warnings.append(str(exc))
+        finally:
+            await self._close_providers()
+            self._providers.clear()
+        return warnings
 
     async def _close_providers(self) -> None:
         for name, provider in self._providers.items():
