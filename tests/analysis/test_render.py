@@ -130,7 +130,7 @@ class TestRenderSummary:
         ]
         text = summary_text(records, title="sprint")
         assert "sprint" in text
-        assert "1 done, 1 failed, 1 skipped (1 resumed)" in text
+        assert "1 done, 1 failed, 1 skipped (1 finished in earlier sessions; times are this session's)" in text
 
     def test_static_line(self) -> None:
         """With expected latencies the summary compares predicted and measured paths."""

@@ -158,7 +158,7 @@ def _headline(report: RunReport) -> Text:
     if others:
         line.append(", " + ", ".join(others))
     if report.tasks_resumed:
-        line.append(f" ({report.tasks_resumed} resumed)")
+        line.append(f" ({report.tasks_resumed} finished in earlier sessions; times are this session's)")
     return line
 
 

@@ -280,6 +280,11 @@ class Runner:
                     status = "succeeded"
                 else:
                     failure = str(TaskFailed(*scheduler.failure))
+                    others = [i.id for i in scheduler.instances.values()
+                              if i.record.state == TaskState.FAILED and i.id != scheduler.failure[0]]
+                    if others:
+                        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+                        failure += f" (and {len(others)} more failed: {shown})"
         except asyncio.CancelledError:
             status = "interrupted"
             failure = "interrupted (Ctrl-C or SIGTERM); resume with: agentfleet resume " + (self.run_id or "")
@@ -411,7 +416,10 @@ class Runner:
                                          record.ended_at, None)
                     store.commit_result(run_id, self._session, record)
                 if hooks[1]:
-                    await self._fire("after_task", {"task_id": inst.id, "agent": step.agent, "state": "done"})
+                    await self._fire("after_task", {
+                        "task_id": inst.id, "agent": step.agent, "state": "done", "attempts": record.attempts,
+                        "duration": scheduler.now() - (record.started_at or 0.0), "output": record.output,
+                        "tokens_in": record.tokens_in, "tokens_out": record.tokens_out})
                 return
             if store is not None:
                 store.record_attempt(run_id, self._session, record, "failed", attempt_start,
@@ -423,7 +431,8 @@ class Runner:
                 continue
             record.error = str(error)
             if hooks[2]:
-                await self._fire("on_failure", {"task_id": inst.id, "agent": step.agent, "error": record.error})
+                await self._fire("on_failure", {"task_id": inst.id, "agent": step.agent, "error": record.error,
+                                                "attempts": record.attempts})
             raise error
 
     def _output(self, step_id: str, response: ProviderResponse) -> Any:
