@@ -128,7 +128,10 @@ class PythonProvider:
                                          f"got {function!r}")
         if isinstance(function, str) and not function.strip():
             raise opts.error("function", "is empty")
-        return cls(function, inline=opts.boolean("inline", False), agent=agent.name, name=name)
+        provider = cls(function, inline=opts.boolean("inline", False), agent=agent.name, name=name)
+        if provider._function is None:
+            provider._resolve()  # a bad module path is a config error before the run, not per task
+        return provider
 
     def _bind(self, function: AgentFunction) -> AgentFunction:
         self._async = _is_async(function)
