@@ -22,7 +22,7 @@ import httpx
 
 from .._types import Clock, ProviderRequest
 from ..errors import ProviderError, RateLimited
-from ._http import Completion, HTTPProvider, HTTPSettings, require_model
+from ._http import Completion, HTTPProvider, HTTPSettings, TextStream, require_model
 from ._options import OptionReader
 from ._sse import ServerSentEvent
 from ._structured import with_schema_instruction
@@ -128,20 +128,10 @@ def error_for_event(payload: Mapping[str, Any]) -> ProviderError:
     return ProviderError(message, retryable=kind in _RETRYABLE_TYPES)
 
 
-class MessageStream:
-    """Accumulates a streamed message from its SSE events (pure)."""
+class MessageStream(TextStream):
+    """Accumulates a streamed message from its SSE events (pure); done at message_stop."""
 
-    __slots__ = ("_completion", "_done", "_parts")
-
-    def __init__(self) -> None:
-        self._parts: list[str] = []
-        self._completion = Completion(text="")
-        self._done = False
-
-    @property
-    def done(self) -> bool:
-        """Whether message_stop arrived."""
-        return self._done
+    __slots__ = ()
 
     def feed(self, event: ServerSentEvent) -> str:
         if self._done or not event.data.strip():
@@ -181,8 +171,7 @@ class MessageStream:
     def result(self) -> Completion:
         if not self._done:
             raise ProviderError("stream ended before message_stop", retryable=True)
-        self._completion.text = "".join(self._parts)
-        return self._completion
+        return super().result()
 
 
 class AnthropicProvider(HTTPProvider):

@@ -85,6 +85,29 @@ class StreamParser(Protocol):
     def result(self) -> Completion: ...
 
 
+class TextStream:
+    """The state every streamed answer keeps: text parts, the completion, the end marker.
+
+    Protocol parsers subclass it and implement ``feed``; ``result`` joins the text.
+    """
+
+    __slots__ = ("_completion", "_done", "_parts")
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._completion = Completion(text="")
+        self._done = False
+
+    @property
+    def done(self) -> bool:
+        """Whether the protocol's end-of-stream marker arrived."""
+        return self._done
+
+    def result(self) -> Completion:
+        self._completion.text = "".join(self._parts)
+        return self._completion
+
+
 # --- pure error mapping -----------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ import httpx
 
 from .._types import Clock, ProviderRequest
 from ..errors import ProviderError
-from ._http import Completion, HTTPProvider, HTTPSettings, require_model, server_message
+from ._http import Completion, HTTPProvider, HTTPSettings, TextStream, require_model, server_message
 from ._options import OptionReader
 from ._sse import ServerSentEvent
 from ._structured import with_schema_instruction
@@ -129,20 +129,10 @@ def parse_chat_completion(payload: Any) -> Completion:
     return completion
 
 
-class ChatStream:
-    """Accumulates a streamed chat completion from its SSE events (pure)."""
+class ChatStream(TextStream):
+    """Accumulates a streamed chat completion from its SSE events (pure); done at ``data: [DONE]``."""
 
-    __slots__ = ("_completion", "_done", "_parts")
-
-    def __init__(self) -> None:
-        self._parts: list[str] = []
-        self._completion = Completion(text="")
-        self._done = False
-
-    @property
-    def done(self) -> bool:
-        """Whether ``data: [DONE]`` arrived."""
-        return self._done
+    __slots__ = ()
 
     def feed(self, event: ServerSentEvent) -> str:
         data = event.data.strip()
@@ -178,10 +168,6 @@ class ChatStream:
         if added:
             self._parts.append(added)
         return added
-
-    def result(self) -> Completion:
-        self._completion.text = "".join(self._parts)
-        return self._completion
 
 
 class OpenAIProvider(HTTPProvider):
