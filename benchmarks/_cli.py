@@ -19,7 +19,7 @@ from rich.console import Console
 
 from . import _floor, _langgraph, _ours, _ray
 from ._harness import Case, Sample, measure, profile_case, skipped
-from ._report import RESULTS_DIR, environment, render, write_json
+from ._report import RESULTS_DIR, environment, installed, render, write_json
 from ._sizes import FULL, QUICK, Sizes
 from ._workloads import WORKLOADS, resolve_keys
 
@@ -90,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Sample]] = {k: {} for k in keys}
     peers_state = {
         "langgraph": "skipped: --no-peers" if args.no_peers else (
-            None if _langgraph.available() else _NOT_INSTALLED.format(name="langgraph")),
+            None if installed("langgraph") else _NOT_INSTALLED.format(name="langgraph")),
         "ray": "skipped: --no-peers" if args.no_peers else (
-            None if _ray.available() else _NOT_INSTALLED.format(name="ray")),
+            None if installed("ray") else _NOT_INSTALLED.format(name="ray")),
     }
 
     def peer(engine: str, key: str, cases: Mapping[str, Callable[[Sizes], Case]]) -> Sample | None:

@@ -19,25 +19,7 @@ from typing import Annotated, Any, TypedDict
 from ._harness import Case
 from ._sizes import Sizes
 
-__all__ = ["CASES", "available", "version"]
-
-
-def available() -> bool:
-    try:
-        import langgraph  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def version() -> str | None:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as v
-
-    try:
-        return v("langgraph")
-    except PackageNotFoundError:
-        return None
+__all__ = ["CASES"]
 
 
 class FanState(TypedDict, total=False):

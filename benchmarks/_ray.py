@@ -22,27 +22,9 @@ from typing import Any
 from ._harness import Case
 from ._sizes import Sizes
 
-__all__ = ["CASES", "available", "ensure", "shutdown", "version"]
+__all__ = ["CASES", "ensure", "shutdown"]
 
 _state: dict[str, Any] = {}
-
-
-def available() -> bool:
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def version() -> str | None:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as v
-
-    try:
-        return v("ray")
-    except PackageNotFoundError:
-        return None
 
 
 def ensure() -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -30,6 +31,15 @@ HEADERS = {
     "ray": "Ray (local)",
 }
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def installed(module: str) -> bool:
+    """Whether a peer engine can be imported (the optional ``peers`` extra)."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def _pkg(name: str) -> str | None:
