@@ -85,6 +85,17 @@ def _apply_provider(spec: Any, provider: str | None, model: str | None, base_url
             agent.options = {**agent.options, "base_url": base_url}
 
 
+def _runner_for(spec: Any, store: Any, options: dict[str, Any], *, spec_path: str | None,
+                overrides: dict[str, Any]) -> Any:
+    """A Runner configured by the run options a command stores (so ``resume`` repeats them)."""
+    from .runtime import Runner
+
+    _apply_provider(spec, options.get("provider"), options.get("model"), options.get("base_url"))
+    return Runner(spec, store=store, max_parallel=options.get("max_parallel"), policy=options.get("policy"),
+                  admission=options.get("admission"), latency_scale=options.get("scale"),
+                  seed=options.get("seed") or 0, spec_path=spec_path, overrides=overrides, options=options)
+
+
 async def _run_with_signals(coro: Any) -> Any:
     """Run ``coro`` so SIGTERM behaves like Ctrl-C: cancel cleanly, keep the run resumable."""
     task = asyncio.ensure_future(coro)
@@ -176,14 +187,12 @@ def run(
     quiet: QuietOpt = False,
 ) -> None:
     """Run a workflow with live progress, then print where the time went."""
-    from .runtime import Runner
     from .spec import load_workflow
     from .store import RunStore
 
     try:
         overrides = _parse_sets(set_)
         spec = load_workflow(workflow, overrides=overrides)
-        _apply_provider(spec, provider, model, base_url)
         for name, value in (("policy", policy), ("admission", admission)):
             allowed = {"policy": ("fail_fast", "continue"), "admission": ("critical_path", "fifo")}[name]
             if value is not None and value not in allowed:
@@ -191,9 +200,7 @@ def run(
         options = {"provider": provider, "model": model, "base_url": base_url, "max_parallel": max_parallel,
                    "policy": policy, "admission": admission, "scale": scale, "seed": seed}
         store = RunStore(db)
-        runner = Runner(spec, store=store, max_parallel=max_parallel, policy=policy, admission=admission,
-                        latency_scale=scale, seed=seed, spec_path=str(workflow), overrides=overrides,
-                        options=options)
+        runner = _runner_for(spec, store, options, spec_path=str(workflow), overrides=overrides)
         try:
             _execute(runner, json_out=json_out, quiet=quiet, stream=stream, title=spec.name)
         finally:
@@ -212,7 +219,6 @@ def resume(
     force: Annotated[bool, typer.Option("--force", help="Resume even if another process still runs it.")] = False,
 ) -> None:
     """Continue an interrupted or failed run: finished tasks are kept, the rest runs."""
-    from .runtime import Runner
     from .spec import parse_workflow
     from .store import RunStore
 
@@ -231,11 +237,7 @@ def resume(
                 raise SpecError(f"run {row.id} is still running in process {owner}; stop it first "
                                 "(resuming a live run would execute its tasks twice), or pass --force")
             spec = parse_workflow(row.spec_text, file=row.spec_path or "<stored spec>", overrides=row.overrides)
-            o = row.options
-            _apply_provider(spec, o.get("provider"), o.get("model"), o.get("base_url"))
-            runner = Runner(spec, store=store, max_parallel=o.get("max_parallel"), policy=o.get("policy"),
-                            admission=o.get("admission"), latency_scale=o.get("scale"), seed=o.get("seed") or 0,
-                            spec_path=row.spec_path, overrides=row.overrides, options=o)
+            runner = _runner_for(spec, store, row.options, spec_path=row.spec_path, overrides=row.overrides)
             _execute(runner, json_out=json_out, quiet=quiet, stream=stream, resume=row.id, title=spec.name)
         finally:
             store.close()
@@ -433,21 +435,18 @@ def demo(
     json_out: JsonOpt = False,
 ) -> None:
     """Run the parallel-sprint example on the sim provider: no network, no API key."""
-    from .runtime import Runner
     from .spec import parse_workflow
     from .store import RunStore
 
     try:
         text = _example_text("parallel_sprint.yaml")
         spec = parse_workflow(text, file="examples/parallel_sprint.yaml")
-        for agent in spec.agents.values():
-            agent.provider = "sim"
         if not json_out:
             out.print(f"[bold]agentfleet demo[/]: {escape(spec.name)} on the [bold]sim[/] provider "
                       f"(simulated LLM, latencies x{scale:g}; no network, no API key)")
         store = RunStore(db)
-        runner = Runner(spec, store=store, latency_scale=scale, spec_path="examples/parallel_sprint.yaml",
-                        options={"scale": scale, "provider": "sim"})
+        runner = _runner_for(spec, store, {"scale": scale, "provider": "sim"},
+                             spec_path="examples/parallel_sprint.yaml", overrides={})
         try:
             _execute(runner, json_out=json_out, quiet=quiet, stream=not json_out, title=spec.name)
         finally:
