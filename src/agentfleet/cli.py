@@ -448,7 +448,7 @@ def demo(
         runner = _runner_for(spec, store, {"scale": scale, "provider": "sim"},
                              spec_path="examples/parallel_sprint.yaml", overrides={})
         try:
-            _execute(runner, json_out=json_out, quiet=quiet, stream=not json_out, title=spec.name)
+            _execute(runner, json_out=json_out, quiet=quiet, stream=not (json_out or quiet), title=spec.name)
         finally:
             store.close()
     except AgentFleetError as exc:
