@@ -6,15 +6,27 @@
     │   └── PlanError               the graph is wrong: cycle, missing dependency,
     │                               unknown agent, input nobody produces (exit 2)
     ├── SchedulerError              the run could not proceed
-    │   └── TaskFailed              one task failed for good; .task_id .cause
+    │   ├── TaskFailed              one task failed for good; .task_id .cause
+    │   └── ContextBudgetExceeded   a task's context is over its token budget
+    │                               and its strategy is ``fail``; .task_id
+    ├── PoolError                   an agent pool could not serve; .agent
+    │   ├── PoolBackpressure        the pool's wait queue is full (policy ``error``)
+    │   └── SpawnFailed             no pool member could be started
+    ├── BusError                    the message bus could not deliver; .topic
+    │   ├── BusTimeout              a request got no reply in time
+    │   ├── BusOverflow             a subscriber's queue is full (policy ``error``)
+    │   └── BusClosed               the bus or subscription is closed
     ├── ProviderError               a provider call failed; .provider .retryable
     │   ├── ProviderConfigError     bad option, bad URL, bad module path (exit 2)
     │   │   └── MissingCredentials  the API key's environment variable is not set
     │   ├── ProviderTimeout         the call took longer than its timeout
     │   ├── RateLimited             429-style answer; .retry_after seconds or None
-    │   └── OutputInvalid           the output did not match the task's schema
+    │   ├── WorkerLost              a pooled worker died mid-call; retry on a fresh one
+    │   └── OutputInvalid           the output did not match the task's schema,
+    │                               validator or reviewer's minimum score
     ├── StoreError                  the run database is unusable; .path
-    │   └── RunNotFound             no run with that id (exit 2)
+    │   ├── RunNotFound             no run with that id (exit 2)
+    │   └── ArtifactNotFound        no artifact or memory entry with that id (exit 2)
     └── HookError                   a lifecycle hook failed; .hook .event
 
 User errors (spec, plan, config, unknown run) exit with 2; everything else with 1.
@@ -25,6 +37,16 @@ from __future__ import annotations
 
 __all__ = [
     "AgentFleetError",
+    "ArtifactNotFound",
+    "BusClosed",
+    "BusError",
+    "BusOverflow",
+    "BusTimeout",
+    "ContextBudgetExceeded",
+    "PoolBackpressure",
+    "PoolError",
+    "SpawnFailed",
+    "WorkerLost",
     "HookError",
     "MissingCredentials",
     "OutputInvalid",
@@ -129,8 +151,62 @@ class RateLimited(ProviderError):
         super().__init__(message, provider=provider, retryable=True)
 
 
+class WorkerLost(ProviderError):
+    """A pooled worker (a long-lived command process) died or stopped answering mid-call.
+
+    Retryable: the pool retires the member and the call goes to a fresh one."""
+
+
 class OutputInvalid(ProviderError):
-    """A task's output did not satisfy its declared output schema."""
+    """A task's output did not satisfy its declared output schema, validator or review."""
+
+
+class ContextBudgetExceeded(SchedulerError):
+    """A task's assembled context is over its token budget and its strategy is ``fail``."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, task_id: str = "", tokens: int = 0, budget: int = 0) -> None:
+        self.task_id = task_id
+        self.tokens = tokens
+        self.budget = budget
+        super().__init__(message)
+
+
+class PoolError(AgentFleetError):
+    """An agent pool could not serve a request."""
+
+    def __init__(self, message: str, *, agent: str = "") -> None:
+        self.agent = agent
+        super().__init__(f"pool {agent!r}: {message}" if agent else message)
+
+
+class PoolBackpressure(PoolError):
+    """The pool's bounded wait queue is full and its policy is ``error``."""
+
+
+class SpawnFailed(PoolError):
+    """A pool member could not be started (and no healthy member is left to serve)."""
+
+
+class BusError(AgentFleetError):
+    """The message bus could not deliver."""
+
+    def __init__(self, message: str, *, topic: str = "") -> None:
+        self.topic = topic
+        super().__init__(f"topic {topic!r}: {message}" if topic else message)
+
+
+class BusTimeout(BusError):
+    """A request on the bus got no reply within its timeout."""
+
+
+class BusOverflow(BusError):
+    """A subscriber's bounded queue is full and its overflow policy is ``error``."""
+
+
+class BusClosed(BusError):
+    """The bus or the subscription is closed."""
 
 
 class StoreError(AgentFleetError):
@@ -143,6 +219,12 @@ class StoreError(AgentFleetError):
 
 class RunNotFound(StoreError):
     """No run has the requested id."""
+
+    exit_code = 2
+
+
+class ArtifactNotFound(StoreError):
+    """No artifact (or memory entry) has the requested id or digest prefix."""
 
     exit_code = 2
 
