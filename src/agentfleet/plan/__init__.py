@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ._analysis import FalseParallel, PlanAnalysis, analyze_plan, remaining_path
-from ._graph import Plan, Step, build_plan, template_env
+from ._graph import AGGREGATE_AGENT, Plan, Step, build_plan, template_env
 
 __all__ = [
+    "AGGREGATE_AGENT",
     "FalseParallel",
     "Plan",
     "PlanAnalysis",

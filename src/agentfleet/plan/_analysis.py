@@ -149,7 +149,8 @@ def analyze_plan(plan: Plan, *, max_parallel: int | None = None) -> PlanAnalysis
 def _simulate(plan: Plan, order: list[str], deps: dict[str, list[str]], step_of: dict[str, str],
               lat: dict[str, float], slots: int) -> float:
     rank = remaining_path(plan)
-    limits = {name: (a.max_concurrency or 10**9) for name, a in plan.spec.agents.items()}
+    limits = {s.agent: 10**9 for s in plan.steps.values()}
+    limits.update({name: (a.max_concurrency or 10**9) for name, a in plan.spec.agents.items()})
     waiting = {n: len(deps[n]) for n in order}
     users: dict[str, list[str]] = {n: [] for n in order}
     for n in order:

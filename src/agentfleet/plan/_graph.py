@@ -22,7 +22,7 @@ from jinja2 import nodes as jnodes
 from ..errors import PlanError
 from ..spec._models import AgentSpec, TaskSpec, WorkflowSpec
 
-__all__ = ["MapKind", "Plan", "Step", "build_plan", "template_env"]
+__all__ = ["AGGREGATE_AGENT", "MapKind", "Plan", "Step", "build_plan", "template_env"]
 
 MapKind = Literal["none", "static", "dynamic", "zip"]
 
@@ -36,6 +36,10 @@ def template_env() -> jinja2.Environment:
 
 # Expected latency (seconds) of the sim's built-in model profiles, for static analysis
 # when an agent declares none.
+#: The pseudo-agent of a task with ``aggregate`` and no ``agent``: the runtime folds the
+#: results itself. Parentheses keep it apart from every valid agent name.
+AGGREGATE_AGENT = "(aggregate)"
+
 _SIM_PROFILE_MEDIANS = {"sim-fast": 0.3, "sim-default": 1.0, "sim-gpt": 2.0, "sim-large": 5.0}
 
 
@@ -219,9 +223,16 @@ def build_plan(spec: WorkflowSpec) -> Plan:
     steps: dict[str, Step] = {}
     deps_of: dict[str, tuple[str, ...]] = {}
     for i, task in enumerate(tasks):
-        agent = spec.agents.get(task.agent)
-        if agent is None:
-            raise _err(spec, f"unknown agent {task.agent!r}{_suggest(task.agent, agent_names)}", "tasks", i, "agent")
+        agent: AgentSpec | None = None
+        if task.agent or task.aggregate is None:
+            agent = spec.agents.get(task.agent)
+            if agent is None:
+                raise _err(spec, f"unknown agent {task.agent!r}{_suggest(task.agent, agent_names)}",
+                           "tasks", i, "agent")
+        _check_task_refs(spec, task, i, by_id)
+        task_inputs = list(task.inputs)
+        if task.aggregate is not None and task.aggregate.over not in task_inputs:
+            task_inputs.append(task.aggregate.over)
         deps: list[str] = []
         seen: set[str] = set()
         for j, dep in enumerate(task.depends_on):
@@ -233,7 +244,7 @@ def build_plan(spec: WorkflowSpec) -> Plan:
             if dep not in seen:
                 seen.add(dep)
                 deps.append(dep)
-        for j, name in enumerate(task.inputs):
+        for j, name in enumerate(task_inputs):
             if name == task.id:
                 raise _err(spec, "a task cannot take its own output as input", "tasks", i, "inputs", j)
             if name not in by_id:
@@ -299,16 +310,16 @@ def build_plan(spec: WorkflowSpec) -> Plan:
                 raise _err(spec, f"quorum {quorum} is larger than the {expected_count} items mapped over",
                            "tasks", i, "map")
 
-        tier = task.tier or agent.tier
+        tier = task.tier or (agent.tier if agent is not None else _top_tier(tiers))
         if tier not in tiers:
             raise _err(spec, f"unknown tier {tier!r}{_suggest(tier, list(tiers))}",
                        *(("tasks", i, "tier") if task.tier else ("agents", task.agent, "tier")))
         steps[task.id] = Step(
             id=task.id,
             index=i,
-            agent=task.agent,
+            agent=task.agent or AGGREGATE_AGENT,
             deps=tuple(deps),
-            inputs=tuple(task.inputs),
+            inputs=tuple(task_inputs),
             tier=tier,
             priority=tiers[tier].priority,
             map_kind=map_kind,
@@ -320,9 +331,9 @@ def build_plan(spec: WorkflowSpec) -> Plan:
             mode=mode,
             quorum=quorum,
             max_items=max_items,
-            expected_latency=_expected_latency(task, agent, scale),
-            timeout=task.timeout or agent.timeout,
-            retries=task.retries if task.retries is not None else agent.retries,
+            expected_latency=_expected_latency(task, agent, scale) if agent is not None else 0.0,
+            timeout=task.timeout or (agent.timeout if agent is not None else None),
+            retries=task.retries if task.retries is not None else (agent.retries if agent is not None else 0),
             phase=task.phase,
             spec=task,
         )
@@ -357,6 +368,42 @@ def build_plan(spec: WorkflowSpec) -> Plan:
         order=tuple(order),
         dependents={k: tuple(v) for k, v in dependents.items()},
     )
+
+
+def _top_tier(tiers: dict[str, Any]) -> str:
+    """The tier an agent-less (aggregate) task runs in: ``primary`` when defined, else the highest."""
+    if "primary" in tiers:
+        return "primary"
+    return max(tiers, key=lambda name: tiers[name].priority)
+
+
+def _check_task_refs(spec: WorkflowSpec, task: TaskSpec, i: int, by_id: dict[str, tuple[int, TaskSpec]]) -> None:
+    """Agents and tasks named by a task's context, review and aggregate settings must exist."""
+    agent_names = list(spec.agents)
+    if task.review is not None and task.review.agent not in spec.agents:
+        raise _err(spec, f"review by unknown agent {task.review.agent!r}{_suggest(task.review.agent, agent_names)}",
+                   "tasks", i, "review")
+    ctx = task.context
+    if ctx is not None:
+        if ctx.summarizer is not None and ctx.summarizer not in spec.agents:
+            raise _err(spec, f"summarizer is an unknown agent {ctx.summarizer!r}"
+                             f"{_suggest(ctx.summarizer, agent_names)}", "tasks", i, "context", "summarizer")
+        if isinstance(ctx.full, list):
+            declared = list(task.inputs) + ([task.aggregate.over] if task.aggregate is not None else [])
+            for j, name in enumerate(ctx.full):
+                if name not in declared:
+                    raise _err(spec, f"context.full names {name!r}, which is not one of this task's inputs"
+                                     f"{_suggest(name, declared)}", "tasks", i, "context", "full", j)
+    agg = task.aggregate
+    if agg is not None:
+        if agg.over not in by_id:
+            raise _err(spec, f"aggregate over unknown task {agg.over!r}{_suggest(agg.over, list(by_id))}",
+                       "tasks", i, "aggregate")
+        if by_id[agg.over][1].map is None:
+            raise _err(spec, f"aggregate over {agg.over!r}: that task is not mapped (nothing to fold one by one)",
+                       "tasks", i, "aggregate")
+        if task.map is not None:
+            raise _err(spec, "an aggregate task cannot also be mapped", "tasks", i, "aggregate")
 
 
 def _topo_order(ids: list[str], deps: dict[str, tuple[str, ...]]) -> list[str]:

@@ -146,10 +146,14 @@ class Scheduler:
         self._listeners: list[Listener] = []
         self._groups: dict[str, _Group] = {sid: _Group(plan.steps[sid]) for sid in plan.order}
         self.instances: dict[str, Instance] = {}
-        self._ready: dict[str, list[tuple[Any, ...]]] = {name: [] for name in plan.spec.agents}
+        # Agents of the spec, plus the pseudo-agent of agent-less (aggregate) steps.
+        agents = list(plan.spec.agents) + sorted({s.agent for s in plan.steps.values()} - set(plan.spec.agents))
+        self._ready: dict[str, list[tuple[Any, ...]]] = {name: [] for name in agents}
         self._ready_count = 0
-        self._agent_running: dict[str, int] = {name: 0 for name in plan.spec.agents}
-        self._agent_limit = {name: (a.max_concurrency or math.inf) for name, a in plan.spec.agents.items()}
+        self._agent_running: dict[str, int] = {name: 0 for name in agents}
+        self._agent_limit: dict[str, float] = {name: math.inf for name in agents}
+        for name, a in plan.spec.agents.items():
+            self._agent_limit[name] = a.max_concurrency or math.inf
         tiers = settings.tiers
         self._tier_running: dict[str, int] = {t: 0 for t in tiers}
         self._tier_reserve = {

@@ -6,10 +6,16 @@ from ._builder import Workflow
 from ._loader import load_workflow, parse_workflow, validate_data
 from ._models import (
     AgentSpec,
+    AggregateSpec,
+    ContextSettings,
+    ContextSpec,
     HookSpec,
     HooksSpec,
     MapSpec,
+    MemorySpec,
     PoolSpec,
+    RememberSpec,
+    ReviewSpec,
     SettingsSpec,
     TaskSpec,
     TierSpec,
@@ -19,10 +25,16 @@ from ._templates import persona, persona_names
 
 __all__ = [
     "AgentSpec",
+    "AggregateSpec",
+    "ContextSettings",
+    "ContextSpec",
     "HookSpec",
     "HooksSpec",
     "MapSpec",
+    "MemorySpec",
     "PoolSpec",
+    "RememberSpec",
+    "ReviewSpec",
     "SettingsSpec",
     "TaskSpec",
     "TierSpec",

@@ -13,10 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 __all__ = [
     "AgentSpec",
+    "AggregateSpec",
+    "ContextSettings",
+    "ContextSpec",
     "HookSpec",
     "HooksSpec",
     "MapSpec",
+    "MemorySpec",
     "PoolSpec",
+    "RememberSpec",
+    "ReviewSpec",
     "SettingsSpec",
     "TaskSpec",
     "TierSpec",
@@ -39,11 +45,36 @@ class _Model(BaseModel):
 
 
 class PoolSpec(_Model):
-    """How many ready instances of an agent to keep (used by the pool layer)."""
+    """An agent's pool of ready members (provider client, rendered prompt, worker process).
+
+    ``size`` members are kept ready; under queue pressure the pool grows up to ``max``
+    and shrinks back after ``idle_timeout``. ``prewarm`` starts members ahead of need
+    (when the workflow is about to reach the agent); otherwise on first use. At most
+    ``queue`` callers wait for a member; past that ``on_full`` decides: ``wait`` (for a
+    queue place) or ``error`` (a PoolBackpressure error).
+    """
 
     size: int = Field(1, ge=0, le=10_000)
     prewarm: bool = True
     max: int | None = Field(None, ge=1, le=100_000)
+    queue: int = Field(10_000, ge=0, le=10_000_000)
+    on_full: Literal["wait", "error"] = "wait"
+    idle_timeout: float = Field(30.0, gt=0)
+    health_interval: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _max_at_least_size(self) -> PoolSpec:
+        if self.max is not None and self.max < self.size:
+            raise ValueError(f"pool max ({self.max}) is smaller than its size ({self.size})")
+        return self
+
+
+class MemorySpec(_Model):
+    """Persistent memory injected into an agent's system prompt (entries kept across runs)."""
+
+    categories: list[str] | None = None  # None: every category
+    team: str | None = None  # also inject this team's shared entries
+    max_tokens: int = Field(800, ge=1, le=1_000_000)
 
 
 class AgentSpec(_Model):
@@ -60,6 +91,7 @@ class AgentSpec(_Model):
     timeout: float | None = Field(None, gt=0)
     retries: int = Field(0, ge=0, le=100)
     pool: PoolSpec = Field(default_factory=lambda: PoolSpec())
+    memory: MemorySpec | None = None
     expected_latency: float | None = Field(None, ge=0)
     max_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
@@ -89,6 +121,65 @@ class MapSpec(_Model):
         return self
 
 
+class ContextSpec(_Model):
+    """What a task's context may hold and what happens when it is too big.
+
+    ``full`` names inputs passed in full even when large (others above the run's
+    ``settings.context.artifact_threshold`` arrive as a reference with a preview).
+    ``max_tokens`` bounds the rendered prompt plus system prompt; over it, ``strategy``
+    ``truncate`` keeps the head and tail of each input, ``summarize`` asks the agent
+    ``summarizer`` to shorten them, ``fail`` fails the task with a clear error.
+    """
+
+    full: list[str] | Literal["all"] = Field(default_factory=list)
+    max_tokens: int | None = Field(None, ge=1)
+    strategy: Literal["truncate", "summarize", "fail"] = "truncate"
+    summarizer: str | None = None
+
+    @field_validator("full", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) and value != "all" else value
+
+    @model_validator(mode="after")
+    def _summarizer_given(self) -> ContextSpec:
+        if self.strategy == "summarize" and not self.summarizer:
+            raise ValueError("strategy 'summarize' needs 'summarizer: AGENT' (the agent that shortens inputs)")
+        return self
+
+
+class ReviewSpec(_Model):
+    """A reviewer agent scores the output 0-10; below ``min_score`` the task is redone."""
+
+    agent: str
+    min_score: float = Field(0.0, ge=0, le=10)
+    criteria: str = ""
+
+
+class RememberSpec(_Model):
+    """After success, store (part of) the output in the agent's persistent memory."""
+
+    category: str = "project_context"
+    ttl: str | float | None = None  # "30d", "12h", seconds, or None for permanent
+    key: str | None = None  # same key replaces the entry (e.g. "{{ task }}")
+    team: str | None = None  # store in this team's shared memory instead of the agent's
+    max_chars: int = Field(2000, ge=1)
+
+
+class AggregateSpec(_Model):
+    """Fold a mapped step's results one by one as they finish (no waiting for all).
+
+    ``fold`` is a built-in (``list``, ``concat``, ``merge``, ``sum``, ``count``,
+    ``extend``) or ``module:function`` called as ``fn(acc, output, index) -> acc``.
+    The task's ``inputs.<over>`` is the folded value; a task with no ``agent`` just
+    outputs it.
+    """
+
+    over: str
+    fold: str = "list"
+    initial: Any = None
+
+
 class TaskSpec(_Model):
     """One step of the workflow (several instances when it has ``map``)."""
 
@@ -104,6 +195,37 @@ class TaskSpec(_Model):
     retries: int | None = Field(None, ge=0, le=100)
     tier: str | None = None
     expected_latency: float | None = Field(None, ge=0)
+    context: ContextSpec | None = None
+    validator: str | None = None  # "module:function": None/True ok, False/str/raise = rejected
+    review: ReviewSpec | None = None
+    validation_retries: int = Field(2, ge=0, le=20)
+    remember: RememberSpec | None = None
+    aggregate: AggregateSpec | None = None
+
+    @field_validator("review", mode="before")
+    @classmethod
+    def _review_shorthand(cls, value: Any) -> Any:
+        return {"agent": value} if isinstance(value, str) else value
+
+    @field_validator("remember", mode="before")
+    @classmethod
+    def _remember_shorthand(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        return {"category": value} if isinstance(value, str) else value
+
+    @field_validator("aggregate", mode="before")
+    @classmethod
+    def _aggregate_shorthand(cls, value: Any) -> Any:
+        return {"over": value} if isinstance(value, str) else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aggregate_needs_no_agent(cls, value: Any) -> Any:
+        # Only an aggregate task may leave out ``agent`` (the runtime folds its input itself).
+        if isinstance(value, dict) and "agent" not in value and value.get("aggregate") is not None:
+            return {**value, "agent": ""}
+        return value
 
     @field_validator("map", mode="before")
     @classmethod
@@ -181,6 +303,14 @@ def _looks_like_callable(text: str) -> bool:
     return bool(sep) and " " not in text and module.replace(".", "").replace("_", "").isalnum()
 
 
+class ContextSettings(_Model):
+    """Run-wide context defaults: when outputs travel by reference, and how big a preview is."""
+
+    artifact_threshold: int = Field(2000, ge=0)  # characters; 0 = every output by reference
+    preview_chars: int = Field(240, ge=0, le=100_000)
+    max_tokens: int | None = Field(None, ge=1)  # default per-task budget
+
+
 class SettingsSpec(_Model):
     """Run-wide scheduling settings."""
 
@@ -192,6 +322,7 @@ class SettingsSpec(_Model):
         default_factory=lambda: {k: TierSpec(priority=p, reserve=r) for k, (p, r) in DEFAULT_TIERS.items()}
     )
     latency_scale: float = Field(1.0, gt=0)
+    context: ContextSettings = Field(default_factory=lambda: ContextSettings())
 
 
 class WorkflowSpec(_Model):
