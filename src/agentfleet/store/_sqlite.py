@@ -61,6 +61,10 @@ CREATE TABLE IF NOT EXISTS tasks (
     expected_latency REAL NOT NULL DEFAULT 0,
     resumed INTEGER NOT NULL DEFAULT 0,
     session INTEGER NOT NULL DEFAULT 1,
+    context_tokens INTEGER NOT NULL DEFAULT 0,
+    naive_tokens INTEGER NOT NULL DEFAULT 0,
+    score REAL,
+    meta TEXT,
     PRIMARY KEY (run_id, task_id)
 );
 CREATE TABLE IF NOT EXISTS attempts (
@@ -132,6 +136,12 @@ class RunStore:
             for column, kind in (("pid", "INTEGER"), ("host", "TEXT")):
                 if column not in columns:  # databases made before the owner was recorded
                     self._db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
+            for column, kind in (("context_tokens", "INTEGER NOT NULL DEFAULT 0"),
+                                 ("naive_tokens", "INTEGER NOT NULL DEFAULT 0"), ("score", "REAL"),
+                                 ("meta", "TEXT")):
+                if column not in columns:  # databases made before context accounting (issue 3)
+                    self._db.execute(f"ALTER TABLE tasks ADD COLUMN {column} {kind}")
         except sqlite3.DatabaseError as exc:
             raise _user_error(StoreError(f"cannot open run database: {exc}", path=self.path)) from None
         except OSError as exc:
@@ -276,13 +286,17 @@ class RunStore:
             # An upsert, not INSERT OR REPLACE: the row keeps its rowid, so tasks list in the
             # order they first appeared (workflow order), however often they are rewritten.
             self._db.executemany(
-                "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO tasks (run_id, task_id, agent, state, tier, depends_on, ready_at, started_at,"
+                " ended_at, attempts, tokens_in, tokens_out, provider, error, expected_latency, resumed, session,"
+                " context_tokens, naive_tokens, score, meta)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (run_id, task_id) DO UPDATE SET agent=excluded.agent, state=excluded.state,"
                 " tier=excluded.tier, depends_on=excluded.depends_on, ready_at=excluded.ready_at,"
                 " started_at=excluded.started_at, ended_at=excluded.ended_at, attempts=excluded.attempts,"
                 " tokens_in=excluded.tokens_in, tokens_out=excluded.tokens_out, provider=excluded.provider,"
                 " error=excluded.error, expected_latency=excluded.expected_latency, resumed=excluded.resumed,"
-                " session=excluded.session",
+                " session=excluded.session, context_tokens=excluded.context_tokens,"
+                " naive_tokens=excluded.naive_tokens, score=excluded.score, meta=excluded.meta",
                 list(self._pending_tasks.values()),
             )
             self._pending_tasks.clear()
@@ -308,14 +322,16 @@ class RunStore:
         records = []
         for row in self._db.execute(
             "SELECT task_id, agent, state, tier, depends_on, ready_at, started_at, ended_at, attempts, tokens_in,"
-            " tokens_out, provider, error, expected_latency, resumed FROM tasks WHERE run_id = ? ORDER BY rowid",
+            " tokens_out, provider, error, expected_latency, resumed, context_tokens, naive_tokens, score, meta"
+            " FROM tasks WHERE run_id = ? ORDER BY rowid",
             (run_id,),
         ):
             rec = TaskRecord(
                 task_id=row[0], agent=row[1], state=row[2], tier=row[3], depends_on=tuple(json.loads(row[4])),
                 ready_at=row[5], started_at=row[6], ended_at=row[7], attempts=row[8], tokens_in=row[9],
                 tokens_out=row[10], provider=row[11], error=row[12], expected_latency=row[13],
-                resumed=bool(row[14]),
+                resumed=bool(row[14]), context_tokens=row[15] or 0, naive_tokens=row[16] or 0, score=row[17],
+                meta=json.loads(row[18]) if row[18] else {},
             )
             if rec.state == TaskState.DONE and rec.task_id in outputs:
                 rec.output = json.loads(outputs[rec.task_id])
@@ -362,7 +378,8 @@ class _Tx:
 def _task_row(run_id: str, session: int, r: TaskRecord, state: str | None = None) -> tuple[Any, ...]:
     return (run_id, r.task_id, r.agent, state or r.state, r.tier, json.dumps(list(r.depends_on)), r.ready_at,
             r.started_at, r.ended_at, r.attempts, r.tokens_in, r.tokens_out, r.provider, r.error, r.expected_latency,
-            int(r.resumed), session)
+            int(r.resumed), session, r.context_tokens, r.naive_tokens, r.score,
+            json.dumps(r.meta, default=str) if r.meta else None)
 
 
 def _run_row(row: tuple[Any, ...]) -> RunRow:
