@@ -27,7 +27,7 @@ import agentfleet
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "agentfleet.cli"]
-COMMANDS = ("run", "resume", "check", "runs", "show", "report", "demo", "init")
+COMMANDS = ("run", "resume", "check", "runs", "show", "report", "demo", "init", "memory")
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -627,12 +627,14 @@ def run_count(db: Path) -> int:
 
 
 SLOW = sim_workflow(independent(12), name="slow", latency=0.25, settings={"max_parallel": 3})
+# Long enough (~8 s) that the run cannot finish while a loaded machine runs `resume` beside it.
+VERY_SLOW = sim_workflow(independent(12), name="slow", latency=2.0, settings={"max_parallel": 3})
 
 
 class TestResume:
     def test_resume_of_a_live_run_is_refused(self, tmp_path: Path) -> None:
         """Resuming a run whose process is alive would run its tasks twice: refused (exit 2) until it dies."""
-        (tmp_path / "slow.yaml").write_text(SLOW, encoding="utf-8")
+        (tmp_path / "slow.yaml").write_text(VERY_SLOW, encoding="utf-8")
         db = tmp_path / "runs.db"
         proc = start_and_wait(tmp_path, "slow.yaml", db, done=1)
         try:

@@ -130,6 +130,10 @@ class TaskRecord:
     provider: str = ""
     expected_latency: float = 0.0
     resumed: bool = False
+    context_tokens: int = 0  # tokens of context sent (provider usage where given, else estimated)
+    naive_tokens: int = 0  # what passing the whole history of earlier outputs would have sent
+    score: float | None = None  # the reviewer's score, 0-10, when the task declares a review
+    meta: dict[str, Any] = field(default_factory=dict)  # validation rounds, context strategy, artifacts
 
     @property
     def duration(self) -> float:

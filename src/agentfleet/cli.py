@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
+from ._memory_cli import memory_app
 from .errors import AgentFleetError, SpecError
 from .store import DEFAULT_DB
 
@@ -32,6 +33,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
+app.add_typer(memory_app, name="memory")
 
 _state: dict[str, Any] = {"debug": False}
 out = Console(highlight=False)

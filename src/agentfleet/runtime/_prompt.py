@@ -48,6 +48,12 @@ class PromptBook:
             return template
         return template.render(vars=self._vars, inputs=inputs, item=item, index=index, task=task, agent=agent)
 
+    def render_text(self, text: str, **names: Any) -> str:
+        """Render a one-off template (a memory key, say) with the run's vars and ``names``."""
+        if "{{" not in text and "{%" not in text:
+            return text
+        return template_env().from_string(text).render(vars=self._vars, **names)
+
     def system(self, agent: str, *, task: str) -> str:
         template = self._systems[agent]
         if isinstance(template, str):

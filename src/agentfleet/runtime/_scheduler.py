@@ -133,6 +133,7 @@ class Scheduler:
         admission: str | None = None,
         previous: Mapping[str, TaskRecord] | None = None,
         outputs: Callable[[Instance], Any] | None = None,
+        agent_limits: Mapping[str, float] | None = None,
     ) -> None:
         settings = plan.spec.settings
         self.plan = plan
@@ -154,6 +155,9 @@ class Scheduler:
         self._agent_limit: dict[str, float] = {name: math.inf for name in agents}
         for name, a in plan.spec.agents.items():
             self._agent_limit[name] = a.max_concurrency or math.inf
+        for name, limit in (agent_limits or {}).items():
+            # e.g. a pool's ``max``: admitting more would only park tasks in the pool's queue
+            self._agent_limit[name] = min(self._agent_limit.get(name, math.inf), limit)
         tiers = settings.tiers
         self._tier_running: dict[str, int] = {t: 0 for t in tiers}
         self._tier_reserve = {
@@ -221,6 +225,10 @@ class Scheduler:
     def outputs(self, step_id: str) -> list[Any]:
         """Outputs of a step's finished instances, in item order (what a fan-in receives)."""
         return [self._output_of(i) for i in self._groups[step_id].instances if i.record.state == TaskState.DONE]
+
+    def finished(self, step_id: str) -> list[Instance]:
+        """A step's instances that finished successfully, in item order."""
+        return [i for i in self._groups[step_id].instances if i.record.state == TaskState.DONE]
 
     def twin(self, inst: Instance) -> Instance:
         """The instance a per-item (zip) instance waits on."""
