@@ -123,6 +123,19 @@ class TestCommandRuns:
             asyncio.run(provider.complete(_request("1")))
         stats = provider.statistics()
         assert (stats.calls, stats.succeeded, stats.errors) == (2, 1, 1)
+        assert (stats.worker_starts, stats.worker_restarts) == (0, 0)
+
+    def test_always_healthy(self) -> None:
+        """Per-task mode keeps nothing running: warm() and healthy() are True, aclose() a no-op."""
+        provider = _provider([PY, "-c", "print('hi')"])
+
+        async def main() -> tuple[bool, bool, str]:
+            warmed, healthy = await provider.warm(), await provider.healthy()
+            await provider.aclose()
+            return warmed, healthy, (await provider.complete(_request())).text
+
+        assert asyncio.run(main()) == (True, True, "hi")
+        assert provider.mode == "per_task"
 
 
 class TestCommandFailures:
