@@ -12,7 +12,7 @@ class TestExports:
             "Agent", "AgentFleetError", "HookError", "OutputInvalid", "PlanError", "ProviderConfigError",
             "ProviderError", "ProviderTimeout", "RateLimited", "RunNotFound", "RunResult", "Runner",
             "SchedulerError", "SpecError", "StoreError", "Task", "TaskFailed", "Workflow", "WorkflowSpec",
-            "__version__", "load", "run", "run_async",
+            "__version__", "load", "run", "run_async", "stream", "team",
         ])
 
     def test_every_name_resolves(self) -> None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
+from ._types import TaskRecord
 from .runtime import Runner, RunResult
 from .spec import Workflow, WorkflowSpec, load_workflow
 from .store import RunStore
 
-__all__ = ["load", "run", "run_async"]
+__all__ = ["load", "run", "run_async", "stream"]
 
 WorkflowLike = str | os.PathLike[str] | WorkflowSpec | Workflow
 
@@ -46,3 +48,27 @@ def run(workflow: WorkflowLike, *, overrides: dict[str, Any] | None = None,
         store: RunStore | str | None = None, **options: Any) -> RunResult:
     """Run a workflow to the end and return its result (no store unless one is given)."""
     return asyncio.run(run_async(workflow, overrides=overrides, store=store, **options))
+
+
+async def stream(workflow: WorkflowLike, *, overrides: dict[str, Any] | None = None,
+                 store: RunStore | str | None = None, **options: Any) -> AsyncIterator[TaskRecord]:
+    """Run a workflow and yield each task's record the moment it finishes (done or failed).
+
+    ::
+
+        async for record in agentfleet.stream("examples/parallel_sprint.yaml"):
+            print(record.task_id, record.state, record.output)
+
+    Closing the generator early (``contextlib.aclosing``) cancels the rest of the run, which
+    stays resumable when a store is given.
+    """
+    spec, path = _spec(workflow, overrides)
+    own_store = isinstance(store, str)
+    db = RunStore(store) if isinstance(store, str) else store
+    try:
+        runner = Runner(spec, store=db, spec_path=path, overrides=overrides, **options)
+        async for record in runner.results():
+            yield record
+    finally:
+        if own_store and db is not None:
+            db.close()

@@ -1,7 +1,8 @@
 """Live terminal progress for a run: overall bar, running/queued/done counts, per-agent rows.
 
-It listens to the runner's task events (cheap counter updates) and redraws at a fixed
-rate with rich, so a 10,000-task run costs the same to display as a 10-task one.
+It reads the run's progress events from the message bus in batches (cheap counter
+updates) and redraws at a fixed rate with rich, so a 10,000-task run costs the same to
+display as a 10-task one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .runtime import Runner, TaskEvent
+from .runtime import Runner
 
 __all__ = ["LiveProgress"]
 
@@ -45,34 +46,39 @@ class LiveProgress:
         )
         self._bar = self._progress.add_task(self.title, total=None)
         self._live: Live | None = None
-        runner.subscribe(self._on_event)
+        runner.watch(self._on_batch)
 
-    def _on_event(self, event: TaskEvent) -> None:
-        inst = event.instance
-        old = self.state.get(inst.id)
-        agent = self.agents[inst.step.agent]
-        if old is not None:
-            agent[old] -= 1
-            self.totals[old] -= 1
-        new = event.kind
-        self.state[inst.id] = new
-        agent[new] += 1
-        self.totals[new] += 1
-        if self.stream and new in ("done", "failed"):
-            record = inst.record
-            text = record.output if new == "done" else record.error
-            if not isinstance(text, str):
-                text = json.dumps(text, default=str)
-            preview = " ".join(str(text).split())
-            if len(preview) > 100:
-                preview = preview[:97] + "..."
-            mark = "[green]✓[/]" if new == "done" else "[red]✗[/]"
-            try:
-                self.console.print(f"{mark} {event.time:7.2f}s [bold]{escape(inst.id)}[/] ({inst.step.agent}) "
-                                   f"{escape(preview)}", markup=True, highlight=False)
-            except (OSError, SystemExit):
-                # The reader went away (``| head``): stop streaming; the run itself goes on.
-                self.stream = False
+    def _on_batch(self, batch: list[list[Any]]) -> None:
+        for kind, task_id, agent_name, t in batch:
+            old = self.state.get(task_id)
+            agent = self.agents[agent_name]
+            if old is not None:
+                agent[old] -= 1
+                self.totals[old] -= 1
+            self.state[task_id] = kind
+            agent[kind] += 1
+            self.totals[kind] += 1
+            if self.stream and kind in ("done", "failed"):
+                self._print_result(kind, task_id, agent_name, t)
+
+    def _print_result(self, kind: str, task_id: str, agent: str, t: float) -> None:
+        scheduler = self.runner.scheduler
+        if scheduler is None or task_id not in scheduler.instances:
+            return
+        record = scheduler.instances[task_id].record
+        text = record.output if kind == "done" else record.error
+        if not isinstance(text, str):
+            text = json.dumps(text, default=str)
+        preview = " ".join(str(text).split())
+        if len(preview) > 100:
+            preview = preview[:97] + "..."
+        mark = "[green]✓[/]" if kind == "done" else "[red]✗[/]"
+        try:
+            self.console.print(f"{mark} {t:7.2f}s [bold]{escape(task_id)}[/] ({agent}) "
+                               f"{escape(preview)}", markup=True, highlight=False)
+        except (OSError, SystemExit):
+            # The reader went away (``| head``): stop streaming; the run itself goes on.
+            self.stream = False
 
     def _render(self) -> Any:
         scheduler = self.runner.scheduler

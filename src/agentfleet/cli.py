@@ -8,6 +8,7 @@ the run resumable. ``--debug`` shows tracebacks.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import signal
 import sys
@@ -138,7 +139,8 @@ def _execute(runner: Any, *, json_out: bool, quiet: bool, stream: bool, resume: 
     if result is None:
         raise typer.Exit(130)
     report = analyze(result.records, max_parallel=result.max_parallel, latency_scale=result.latency_scale,
-                     providers=result.providers)
+                     providers=result.providers,
+                     pools={name: dataclasses.asdict(stats) for name, stats in result.pools.items()})
     if json_out:
         payload = {
             "run_id": result.run_id,
@@ -412,19 +414,22 @@ def report(
     db: DbOpt = DEFAULT_DB,
     json_out: JsonOpt = False,
 ) -> None:
-    """Print a run's summary again: makespan, speedup, critical path, per-agent time."""
-    from .analysis import analyze, gantt_text, render_summary, report_to_dict
+    """Print a run's summary again: makespan, speedup, critical path, per-agent time, and the context
+    each task was sent against passing it the whole history."""
+    from .analysis import analyze, gantt_text, render_context, render_summary, report_to_dict
     row, records = _load_run(db, run_id)
     # The effective settings are in the run's summary (CLI flags and YAML settings alike).
     facts = {**row.options, **(row.summary or {})}
     providers = {r.provider for r in records if r.provider}
     rep = analyze(records, max_parallel=facts.get("max_parallel") or None,
-                  latency_scale=facts.get("latency_scale") or facts.get("scale") or 1.0, providers=providers)
+                  latency_scale=facts.get("latency_scale") or facts.get("scale") or 1.0, providers=providers,
+                  pools=facts.get("pools") or None)
     if json_out:
         out.print_json(json.dumps({"run_id": row.id, "workflow": row.name, "status": row.status,
                                    "report": report_to_dict(rep)}, default=str))
         return
     render_summary(rep, out, title=f"{row.name} — run {row.id} — {row.status}")
+    render_context(rep, out)
     if timeline:
         out.print(gantt_text(records), markup=False, highlight=False)
 

@@ -35,9 +35,11 @@ class TestExports:
             "PathStep",
             "RunReport",
             "StaticComparison",
+            "TaskContext",
             "analyze",
             "format_seconds",
             "gantt_text",
+            "render_context",
             "render_summary",
             "report_to_dict",
         ]

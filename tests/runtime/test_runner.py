@@ -569,7 +569,12 @@ class TestStore:
         assert isinstance(stored["split"].output, dict)
         row = store.get_run(result.run_id)
         assert row.status == "succeeded" and row.error is None
-        assert row.summary == {"counts": {"done": 8}, "latency_scale": 1.0, "max_parallel": 16}
+        assert row.summary is not None
+        assert {k: row.summary[k] for k in ("counts", "latency_scale", "max_parallel")} == {
+            "counts": {"done": 8}, "latency_scale": 1.0, "max_parallel": 16}
+        assert row.summary["context_tokens"] == result.context_tokens > 0
+        assert row.summary["naive_tokens"] == result.naive_tokens >= result.context_tokens
+        assert row.summary["pools"]["e"]["activations"] >= 1
 
     def test_attempts_are_recorded(self, store: RunStore) -> None:
         """Every attempt, failed or not, has a row in the attempts table."""

@@ -8,17 +8,19 @@ parallel efficiency, measured critical path, per-agent queue wait and busy time,
 
 from __future__ import annotations
 
-from ._metrics import AgentStats, PathStep, RunReport, StaticComparison, analyze
-from ._render import format_seconds, gantt_text, render_summary, report_to_dict
+from ._metrics import AgentStats, PathStep, RunReport, StaticComparison, TaskContext, analyze
+from ._render import format_seconds, gantt_text, render_context, render_summary, report_to_dict
 
 __all__ = [
     "AgentStats",
     "PathStep",
     "RunReport",
     "StaticComparison",
+    "TaskContext",
     "analyze",
     "format_seconds",
     "gantt_text",
+    "render_context",
     "render_summary",
     "report_to_dict",
 ]

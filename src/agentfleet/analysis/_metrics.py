@@ -54,7 +54,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from .._types import TaskRecord, TaskState
 
@@ -63,6 +64,7 @@ __all__ = [
     "PathStep",
     "RunReport",
     "StaticComparison",
+    "TaskContext",
     "analyze",
 ]
 
@@ -129,6 +131,20 @@ class StaticComparison:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskContext:
+    """Context tokens one task was sent, against the naive whole-history baseline."""
+
+    task_id: str
+    sent: int
+    naive: int
+    strategy: str | None = None  # truncate / summarize when a token budget cut it
+
+    @property
+    def reduction(self) -> float | None:
+        return (1 - self.sent / self.naive) if self.naive else None
+
+
+@dataclass(frozen=True, slots=True)
 class RunReport:
     """Everything ``analyze`` measured about one run; see the module comment for definitions.
 
@@ -159,6 +175,22 @@ class RunReport:
     static: StaticComparison | None
     latency_scale: float
     providers: tuple[str, ...]
+    context_tokens: int = 0
+    naive_tokens: int = 0
+    context: tuple[TaskContext, ...] = ()
+    scores: Mapping[str, float] = field(default_factory=dict)
+    rejections: int = 0
+    pools: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def context_reduction(self) -> float | None:
+        """Share of the naive baseline's context tokens not sent (0-1); None if nothing was measured."""
+        return (1 - self.context_tokens / self.naive_tokens) if self.naive_tokens else None
+
+    @property
+    def mean_score(self) -> float | None:
+        """The reviewers' mean score (0-10) over reviewed tasks."""
+        return sum(self.scores.values()) / len(self.scores) if self.scores else None
 
     @property
     def tasks_done(self) -> int:
@@ -340,6 +372,7 @@ def analyze(
     max_parallel: int | None = None,
     latency_scale: float = 1.0,
     providers: Iterable[str] = (),
+    pools: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> RunReport:
     """Measure a run from its task records: makespan, speedup, critical path, agents, tokens.
 
@@ -413,6 +446,13 @@ def analyze(
         static=static,
         latency_scale=latency_scale,
         providers=tuple(sorted(all_providers)),
+        context_tokens=sum(r.context_tokens for r in live if r.naive_tokens),
+        naive_tokens=sum(r.naive_tokens for r in live if r.naive_tokens),
+        context=tuple(TaskContext(r.task_id, r.context_tokens, r.naive_tokens, r.meta.get("context_strategy"))
+                      for r in live if r.naive_tokens),
+        scores={r.task_id: r.score for r in records if r.score is not None},
+        rejections=sum(int(r.meta.get("rejected", 0)) for r in live),
+        pools=dict(pools or {}),
     )
 
 

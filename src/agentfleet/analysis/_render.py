@@ -110,6 +110,15 @@ def report_to_dict(report: RunReport) -> dict[str, Any]:
         "providers": list(report.providers),
         "simulated": report.simulated,
         "unscaled_makespan": _num(report.unscaled_makespan),
+        "context_tokens": report.context_tokens,
+        "naive_tokens": report.naive_tokens,
+        "context_reduction": _num(report.context_reduction),
+        "context": [{"task_id": c.task_id, "sent": c.sent, "naive": c.naive, "reduction": _num(c.reduction),
+                     "strategy": c.strategy} for c in report.context],
+        "scores": dict(report.scores),
+        "mean_score": _num(report.mean_score),
+        "rejections": report.rejections,
+        "pools": {name: dict(stats) for name, stats in report.pools.items()},
     }
 
 
@@ -224,6 +233,74 @@ def _agent_table(report: RunReport) -> Table:
     return table
 
 
+def _context_line(report: RunReport) -> Text | None:
+    if not report.naive_tokens:
+        return None
+    line = Text("context ")
+    line.append(f"{report.context_tokens:,} tokens sent", style="bold")
+    line.append(f" vs {report.naive_tokens:,} if every task got the whole history")
+    reduction = report.context_reduction
+    if reduction is not None:
+        line.append(f" ({reduction:.0%} less)", style="bold green" if reduction >= 0.5 else "bold")
+    cut = sum(1 for c in report.context if c.strategy)
+    if cut:
+        line.append(_DOT + f"{cut} task{'s' if cut != 1 else ''} cut to budget")
+    return line
+
+
+def _quality_line(report: RunReport) -> Text | None:
+    if not report.scores and not report.rejections:
+        return None
+    line = Text("quality ")
+    if report.scores:
+        mean = report.mean_score
+        line.append(f"review score {mean:.1f}/10" if mean is not None else "", style="bold")
+        low = min(report.scores.items(), key=lambda kv: kv[1])
+        line.append(f" over {len(report.scores)} task{'s' if len(report.scores) != 1 else ''}"
+                    f" (lowest {low[1]:g}: {low[0]})")
+    if report.rejections:
+        line.append(_DOT + f"{report.rejections} output{'s' if report.rejections != 1 else ''} rejected and redone")
+    return line
+
+
+def _pool_line(report: RunReport) -> Text | None:
+    parts = []
+    for name, p in report.pools.items():
+        attempts = p.get("spawned", 0) + p.get("spawn_failures", 0)
+        if not attempts:
+            continue
+        text = f"{name} {p.get('spawned', 0)} started"
+        if p.get("spawn_failures"):
+            text += f", {p['spawn_failures']} failed ({p.get('spawn_failure_rate', 0):.0%})"
+        if p.get("lost"):
+            text += f", {p['lost']} lost/{p.get('replaced', 0)} replaced"
+        if p.get("cold_waits"):
+            text += f", {p['cold_waits']} cold waits"
+        parts.append(text)
+    if not parts:
+        return None
+    return Text("pools " + "; ".join(parts), style="dim")
+
+
+def render_context(report: RunReport, console: Console, *, top: int = 20) -> None:
+    """Per-task context tokens against the naive whole-history baseline, biggest savings first."""
+    if not report.context:
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, title="context per task",
+                  title_justify="left", title_style="bold")
+    table.add_column("task")
+    for name in ("sent", "whole history", "reduction", "budget"):
+        table.add_column(name, justify="right")
+    rows = sorted(report.context, key=lambda c: c.naive - c.sent, reverse=True)
+    for c in rows[:top]:
+        table.add_row(c.task_id, f"{c.sent:,}", f"{c.naive:,}", _pct(c.reduction), c.strategy or "")
+    if len(rows) > top:
+        table.add_row(f"... {len(rows) - top} more", "", "", "", "")
+    table.add_row(Text("total", style="bold"), f"{report.context_tokens:,}", f"{report.naive_tokens:,}",
+                  _pct(report.context_reduction), "")
+    console.print(table)
+
+
 def _static_line(report: RunReport, static: StaticComparison) -> Text:
     line = Text("plan predicted critical path ")
     line.append(format_seconds(static.predicted_scaled), style="bold")
@@ -262,6 +339,9 @@ def render_summary(report: RunReport, console: Console, *, title: str = "") -> N
         console.print(_agent_table(report))
     if report.static is not None:
         console.print(_static_line(report, report.static))
+    for extra in (_context_line(report), _quality_line(report), _pool_line(report)):
+        if extra is not None:
+            console.print(extra)
     note = _note_line(report)
     if note is not None:
         console.print(note)

@@ -29,6 +29,17 @@ MapKind = Literal["none", "static", "dynamic", "zip"]
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
+def _json_default(value: object) -> Any:
+    """``tojson`` for objects that know their JSON form (an output passed by reference)."""
+    hook = getattr(type(value), "__json__", None)
+    if hook is None:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+    return hook(value)
+
+
+_ENV.policies["json.dumps_kwargs"] = {"sort_keys": True, "default": _json_default}
+
+
 def template_env() -> jinja2.Environment:
     """The one Jinja2 environment prompts are parsed and rendered with (strict undefined)."""
     return _ENV
@@ -404,6 +415,11 @@ def _check_task_refs(spec: WorkflowSpec, task: TaskSpec, i: int, by_id: dict[str
                        "tasks", i, "aggregate")
         if task.map is not None:
             raise _err(spec, "an aggregate task cannot also be mapped", "tasks", i, "aggregate")
+        if not task.agent:
+            for name in ("validator", "review", "context", "remember", "output_schema"):
+                if getattr(task, name) is not None:
+                    raise _err(spec, f"'{name}' has no effect on an aggregate task without an agent (nothing "
+                                     "runs a model); give the task an agent or remove it", "tasks", i, name)
 
 
 def _topo_order(ids: list[str], deps: dict[str, tuple[str, ...]]) -> list[str]:

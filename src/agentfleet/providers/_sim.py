@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from .._tokens import estimate_tokens
 from .._types import Clock, LoopClock, ProviderRequest, ProviderResponse
 from ..errors import ProviderConfigError, ProviderError, ProviderTimeout, RateLimited
 from ._options import OptionReader
@@ -79,11 +80,6 @@ class SimPlan:
     latency: float
     response: ProviderResponse | None = None
     error: ProviderError | None = None
-
-
-def estimate_tokens(text: str) -> int:
-    """Tokens in ``text`` by the usual rule of thumb: one token per four characters."""
-    return (len(text) + 3) // 4
 
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{3,}")

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import SpecError
+from ._context import output_text
 
 __all__ = ["BUILTIN_FOLDS", "Aggregator", "resolve_fold"]
 
@@ -29,7 +30,7 @@ def _list(acc: Any, output: Any, index: int) -> Any:
 
 
 def _concat(acc: Any, output: Any, index: int) -> Any:
-    text = output if isinstance(output, str) else str(output)
+    text = output_text(output)  # a str as is, anything else as JSON (not Python's repr)
     return text if not acc else f"{acc}\n\n{text}"
 
 
@@ -74,32 +75,38 @@ BUILTIN_FOLDS: dict[str, Fold] = {
 }
 
 
-def resolve_fold(name: str, *, where: str = "") -> Fold:
-    """A built-in fold by name, or ``module:function`` imported now (a bad path is a SpecError)."""
+def resolve_fold(name: str, *, where: str = "", file: str | None = None, line: int | None = None) -> Fold:
+    """A built-in fold by name, or ``module:function`` imported now (a bad path is a SpecError
+    naming ``where``, and ``file``/``line`` when given)."""
     if name in BUILTIN_FOLDS:
         return BUILTIN_FOLDS[name]
     if ":" not in name:
         known = ", ".join(BUILTIN_FOLDS)
-        raise SpecError(f"unknown fold {name!r}; use one of {known} or 'module:function'", field=where or None)
+        raise SpecError(f"unknown fold {name!r}; use one of {known} or 'module:function'",
+                        file=file, line=line, field=where or None)
     from ..errors import ProviderConfigError
     from ..providers._python import resolve_callable
 
     try:
         fn = resolve_callable(name, provider="fold")
     except ProviderConfigError as exc:
-        raise SpecError(str(exc).removeprefix("fold: "), field=where or None) from None
+        message = str(exc).removeprefix("fold: ").removeprefix("agent '': ")
+        raise SpecError(message, file=file, line=line, field=where or None) from None
     return fn  # type: ignore[return-value]
 
 
 class Aggregator:
     """One running fold: ``add`` each output as it arrives, read ``value`` at the end."""
 
-    __slots__ = ("_acc", "count", "error", "fold", "name")
+    __slots__ = ("_acc", "_head", "count", "error", "fold", "name")
 
-    def __init__(self, fold: str, initial: Any = None, *, where: str = "") -> None:
+    def __init__(self, fold: str, initial: Any = None, *, where: str = "", file: str | None = None,
+                 line: int | None = None) -> None:
         self.name = fold
-        self.fold = resolve_fold(fold, where=where)
-        self._acc = copy.deepcopy(initial)
+        self.fold = resolve_fold(fold, where=where, file=file, line=line)
+        # ``list`` keeps (index, output) pairs to sort at the end; an initial list goes before them.
+        self._head: list[Any] = list(initial) if self.fold is _list and isinstance(initial, list) else []
+        self._acc = [] if self.fold is _list else copy.deepcopy(initial)
         self.count = 0
         self.error: str | None = None  # the first fold failure; the aggregate task then fails with it
 
@@ -117,8 +124,7 @@ class Aggregator:
 
     @property
     def value(self) -> Any:
-        """The folded value so far (``list``: the outputs in item order)."""
+        """The folded value so far (``list``: any initial items, then the outputs in item order)."""
         if self.fold is _list:
-            pairs = self._acc if isinstance(self._acc, list) else []
-            return [out for _, out in sorted(pairs, key=lambda pair: pair[0])]
+            return [*self._head, *(out for _, out in sorted(self._acc, key=lambda pair: pair[0]))]
         return self._acc

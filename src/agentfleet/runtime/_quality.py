@@ -72,7 +72,8 @@ class OutputChecks:
                     self._validators[sid] = resolve_callable(task.validator, agent=sid, provider="validator")
                 except ProviderConfigError as exc:
                     file, line = spec.locate("tasks", step.index, "validator")
-                    raise SpecError(str(exc).removeprefix("validator: "), file=file, line=line,
+                    message = str(exc).removeprefix("validator: ").removeprefix(f"agent {sid!r}: ")
+                    raise SpecError(message, file=file, line=line,
                                     field=f"tasks[{step.index}].validator") from None
 
     def has_checks(self, step: Step) -> bool:
@@ -109,11 +110,12 @@ class OutputChecks:
             if inspect.isawaitable(verdict):
                 verdict = await verdict
         except Exception as exc:  # noqa: BLE001 - a validator says "no" by raising, too
-            raise OutputInvalid(f"validator rejected the output: {exc}", provider="validator",
+            detail = str(exc) or type(exc).__name__  # a bare ``assert`` has no message
+            raise OutputInvalid(f"validator rejected the output: {detail}", provider="validator",
                                 retryable=False) from None
         if verdict is None or verdict is True:
             return
-        reason = verdict if isinstance(verdict, str) else "returned False"
+        reason = verdict if isinstance(verdict, str) and verdict.strip() else f"returned {verdict!r}"
         raise OutputInvalid(f"validator rejected the output: {reason}", provider="validator", retryable=False)
 
 
@@ -135,22 +137,38 @@ def review_request(instructions: str, output: Any, criteria: str) -> tuple[str, 
     return _REVIEW_SYSTEM, prompt
 
 
-_NUMBER = re.compile(r"(?<![\d.])(10(?:\.0+)?|\d(?:\.\d+)?)(?:\s*/\s*10)?(?![\d.])")
+_VALUE = r"(10(?:\.0+)?|\d(?:\.\d+)?)"  # 0-10
+_OUT_OF_TEN = re.compile(rf"(?<![\d.]){_VALUE}\s*(?:/|out\s+of)\s*10(?![\d.])", re.IGNORECASE)
+_LABELLED = re.compile(rf"\bscore\b[\"'\s:=]*(?:of\s+|is\s+)?{_VALUE}(?![\d.])", re.IGNORECASE)
+_NUMBER = re.compile(rf"(?<![\d.]){_VALUE}(?![\d.])")
 
 
 def parse_score(response: ProviderResponse) -> tuple[float | None, str]:
-    """The score (clamped to 0-10) and reason of a review answer; (None, why) if it has none."""
+    """The score (clamped to 0-10) and reason of a review answer; (None, why) if it has none.
+
+    JSON ``{"score": N}`` first; in free text, an "N/10" (or "N out of 10"), then a number
+    labelled "score", then the first number from 0 to 10 ("2 issues ... 7/10" is 7, not 2).
+    """
     data = response.data
     if data is None:
         try:
             data = parse_output(response.text)
         except ValueError:
             data = None
-    if isinstance(data, dict) and isinstance(data.get("score"), (int, float)) and not isinstance(data["score"], bool):
-        return max(0.0, min(10.0, float(data["score"]))), str(data.get("reason", ""))
-    match = _NUMBER.search(response.text or "")
-    if match:
-        return float(match.group(1)), (response.text or "").strip()[:300]
+    if isinstance(data, dict):
+        score = data.get("score")
+        if isinstance(score, str):
+            try:
+                score = float(score.strip().removesuffix("/10"))
+            except ValueError:
+                score = None
+        if isinstance(score, (int, float)) and not isinstance(score, bool) and score == score:  # not NaN
+            return max(0.0, min(10.0, float(score))), str(data.get("reason", ""))
+    text = response.text or ""
+    for pattern in (_OUT_OF_TEN, _LABELLED, _NUMBER):
+        match = pattern.search(text)
+        if match:
+            return float(match.group(1)), text.strip()[:300]
     return None, "the reviewer's answer has no score"
 
 

@@ -9,10 +9,14 @@ reported done, so a run killed at any moment resumes without redoing finished wo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import gc
+import inspect
 import random
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,19 +33,31 @@ from ..errors import (
     ProviderError,
     ProviderTimeout,
     RateLimited,
+    SpecError,
     TaskFailed,
     WorkerLost,
 )
+from ..messaging import Bus, InProcessBus, Subscription
 from ..plan import AGGREGATE_AGENT, Plan, Step, build_plan
 from ..spec import AgentSpec, WorkflowSpec
 from ..store import RunStore
 from ._aggregate import Aggregator
-from ._context import ArtifactView, HistoryMeter, estimate_tokens, fit_head_tail, make_preview, output_text
+from ._context import (
+    BLANK,
+    ArtifactView,
+    estimate_tokens,
+    fit_head_tail,
+    make_preview,
+    output_text,
+    whole_history_baseline,
+)
+from ._events import ProgressOutbox, progress_topic
 from ._hooks import HookFailure, HookRunner
-from ._pool import AgentPool, PoolStatistics, WouldBlock
+from ._pool import AgentPool, PoolStatistics, SlotPool, WouldBlock
 from ._prompt import PromptBook
 from ._quality import REVIEW_SCHEMA, OutputChecks, feedback_prompt, parse_score, review_request
 from ._scheduler import Instance, Scheduler, TaskEvent
+from ._team import ask_topic, enter_team
 
 __all__ = ["RunResult", "Runner", "backoff_delay"]
 
@@ -143,6 +159,8 @@ class Runner:
         spec_path: str | None = None,
         overrides: dict[str, Any] | None = None,
         options: dict[str, Any] | None = None,
+        bus: Bus | None = None,
+        run_key: str | None = None,
     ) -> None:
         if isinstance(spec, WorkflowSpec) and latency_scale is not None:
             spec.settings.latency_scale = latency_scale
@@ -170,21 +188,34 @@ class Runner:
         for sid, step in self.plan.steps.items():
             agg = step.spec.aggregate if step.spec is not None else None
             if agg is not None:
-                self._aggregates[sid] = Aggregator(agg.fold, agg.initial, where=f"tasks[{step.index}].aggregate.fold")
+                file, line = self.spec.locate("tasks", step.index, "aggregate", "fold")
+                self._aggregates[sid] = Aggregator(agg.fold, agg.initial, where=f"tasks[{step.index}].aggregate.fold",
+                                                   file=file, line=line)
                 self._folded_by.setdefault(agg.over, []).append(sid)
+            remember = step.spec.remember if step.spec is not None else None
+            if remember is not None and remember.ttl is not None:
+                from ..store import parse_ttl
+
+                try:
+                    parse_ttl(remember.ttl)
+                except ValueError as exc:
+                    file, line = self.spec.locate("tasks", step.index, "remember", "ttl")
+                    raise SpecError(str(exc), file=file, line=line,
+                                    field=f"tasks[{step.index}].remember.ttl") from None
         ctx = self.spec.settings.context
         self._artifact_threshold = ctx.artifact_threshold
         self._preview_chars = ctx.preview_chars
-        self._history = HistoryMeter()
+        self._out_tokens: dict[str, int] = {}  # instance id -> tokens of its output
         self._views: dict[str, ArtifactView] = {}  # instance id -> its large output, by reference
-        # The task's own instructions, for the naive baseline (template text, no inputs).
-        self._own_tokens = {
-            sid: estimate_tokens((step.spec.prompt if step.spec is not None else "")
-                                 + (self.spec.agents[step.agent].system if step.agent in self.spec.agents else ""))
-            for sid, step in self.plan.steps.items()
-        }
-        self._pools: dict[str, AgentPool] = {}
+        # Per instance: tokens of its own instructions (system + prompt without inputs), for the
+        # naive baseline, which adds the whole history to them.
+        self._own_tokens: dict[str, int] = {}
+        self._static_tokens: dict[str, int] = {}  # step -> tokens of its fixed prompt and system
+        self._pools: dict[str, AgentPool | SlotPool] = {}
+        self._warmable: set[str] = set()
         self._started_steps: set[str] = set()
+        # per step: dependencies (steps) that have not started yet; 0 = warm its pools now
+        self._unstarted_deps = {sid: len(step.deps) for sid, step in self.plan.steps.items()}
         self._warmed_steps: set[str] = set()
         self._artifacts: Any = None
         self._memory: Any = None
@@ -192,6 +223,14 @@ class Runner:
         self._overrides = overrides or {}
         self._options = options or {}
         self._listeners: list[Callable[[TaskEvent], None]] = []
+        #: The bus this run publishes its progress on (``run.<run_key>.progress``) and ends with
+        #: ``run.<run_key>.end``; a private in-process bus unless one (e.g. Redis) is given.
+        self.bus: Bus = bus if bus is not None else InProcessBus()
+        self._bus_given = bus is not None
+        self._streaming = False  # results() is reading the bus
+        self.run_key = run_key or secrets.token_hex(6)
+        self._watchers: list[Callable[[list[list[Any]]], Any]] = []
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop of the current run
         self.scheduler: Scheduler | None = None
         self.run_id: str | None = None
         self._session = 1
@@ -199,8 +238,43 @@ class Runner:
         self._last_flush = 0.0
 
     def subscribe(self, listener: Callable[[TaskEvent], None]) -> None:
-        """Receive every task state change (the progress display uses this)."""
+        """Receive every task state change synchronously, as the scheduler makes it.
+
+        For display and monitoring prefer ``watch`` (batched, over the bus)."""
         self._listeners.append(listener)
+
+    def watch(self, callback: Callable[[list[list[Any]]], Any]) -> None:
+        """Receive the run's progress from the bus in batches of ``[kind, task_id, agent, t]``.
+
+        Called from the event loop, a batch at a time (at most every 50 ms, or per 256 events);
+        every batch is delivered before ``run()`` returns."""
+        self._watchers.append(callback)
+
+    async def results(self, *, resume: str | None = None) -> AsyncIterator[TaskRecord]:
+        """Run the workflow and yield each task's record (done or failed) as it finishes.
+
+        The run goes on in the background while the caller consumes; its RunResult is
+        ``self.result`` afterwards. To stop early, close the generator (``async with
+        contextlib.aclosing(runner.results()) as results: ...``): that cancels the run,
+        which stays resumable."""
+        sub = self.bus.subscribe(f"run.{self.run_key}.>", maxsize=4096, overflow="block")
+        self._streaming = True
+        task = asyncio.get_running_loop().create_task(self.run(resume=resume))
+        try:
+            async for message in sub:
+                if message.topic.endswith(".end"):
+                    break
+                scheduler = self.scheduler
+                assert scheduler is not None
+                for kind, task_id, _agent, _t in message.data:
+                    if kind in ("done", "failed"):
+                        yield scheduler.instances[task_id].record
+            await task
+        finally:
+            sub.close()
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     # -- providers ----------------------------------------------------------------------
 
@@ -223,8 +297,11 @@ class Runner:
             self._build_provider(name)
         for name in self._agents_used():
             self._pools[name] = self._make_pool(name, self.spec.agents[name])
+        # Pools whose members have a cold start worth hiding (processes, connections).
+        self._warmable = {name for name, pool in self._pools.items()
+                          if isinstance(pool, AgentPool) and self.spec.agents[name].pool.prewarm}
 
-    def _make_pool(self, name: str, agent: AgentSpec) -> AgentPool:
+    def _make_pool(self, name: str, agent: AgentSpec) -> AgentPool | SlotPool:
         """A pool for ``agent``: members over one shared provider, or (command workers) one each."""
         p = agent.pool
         provider = self._providers[name]
@@ -233,9 +310,11 @@ class Runner:
         if name not in self._given_providers and _one_process_per_member(agent):
             return AgentPool(name, lambda: self._new_provider(agent), **common)
         # HTTP providers share one client; warming each member opens one more pooled connection.
-        warm_each = name not in self._given_providers and bool(getattr(provider, "warm_path", None))
-        return AgentPool(name, lambda: provider, shared=True, provider=provider, warm_each=warm_each,
-                         close_shared=False, **common)
+        if name not in self._given_providers and getattr(provider, "warm_path", None):
+            return AgentPool(name, lambda: provider, shared=True, provider=provider, warm_each=True,
+                             close_shared=False, **common)
+        # Nothing to warm per member (sim, python, per-task command, given providers): slots.
+        return SlotPool(name, provider, size=p.size, max=p.max, queue=p.queue, on_full=p.on_full, clock=self.clock)
 
     def _new_provider(self, agent: AgentSpec) -> Provider:
         if self._factory is None:
@@ -301,6 +380,11 @@ class Runner:
             return await self._run(resume)
         finally:
             await self._close_providers()
+            status = self.result.status if getattr(self, "result", None) is not None else "error"
+            try:
+                self.bus.publish_nowait(f"run.{self.run_key}.end", {"run_id": self.run_id, "status": status})
+            except AgentFleetError:
+                pass  # a full or closed bus must not turn a finished run into an error
 
     async def _run(self, resume: str | None) -> RunResult:
         previous: dict[str, TaskRecord] = {}
@@ -314,6 +398,7 @@ class Runner:
                 name=self.spec.name, spec_path=self._spec_path, spec_text=self.spec.source_text,
                 overrides=self._overrides, options=self._options,
             )
+        self.loop = asyncio.get_running_loop()
         self._open_stores()
         limits = {name: float(pool.max * pool.per_member) for name, pool in self._pools.items()
                   if pool.max is not None}
@@ -322,11 +407,20 @@ class Runner:
                               agent_limits=limits)
         self.scheduler = scheduler
         self._restore_context(previous)
-        scheduler.subscribe(self._lookahead)
+        if self._warmable:
+            scheduler.subscribe(self._lookahead)
         if self.store is not None:
             scheduler.subscribe(self._persist)
         for listener in self._listeners:
             scheduler.subscribe(listener)
+        responders = [self.bus.serve(ask_topic(self.run_key, name), functools.partial(self._answer, name))
+                      for name in self._pools]
+        outbox = ProgressOutbox(self.bus, progress_topic(self.run_key))
+        if self._bus_given or self._watchers or self._streaming:
+            # Progress goes on the bus when something can listen: a watcher, results(), or a bus
+            # passed in (other processes, the service). A private bus nobody reads costs nothing.
+            scheduler.subscribe(outbox.on_event)
+        watching = self._start_watchers()
         for step in self.plan.steps.values():
             if not step.deps:
                 self._warm_for(step)
@@ -372,6 +466,7 @@ class Runner:
         finally:
             gc.unfreeze()
             records = [inst.record for inst in scheduler.instances.values()]
+            self._measure_baseline(scheduler)
             result = RunResult(
                 run_id=self.run_id, name=self.spec.name, status=status, records=records, failure=failure,
                 hook_failures=self._hook_failures, elapsed=time.perf_counter() - wall0,
@@ -380,16 +475,44 @@ class Runner:
                 pools=self.pool_statistics(),
             )
             self.result = result
+            for responder in responders:
+                responder.close()
+            outbox.flush()
             payload = {"run_id": self.run_id, "status": status, "failure": failure, "counts": result.counts()}
             if status != "interrupted":
                 await self._fire("on_run_end", payload)
+                await outbox.aclose()
+                await self._stop_watchers(watching, drain=True)
+            else:
+                await self._stop_watchers(watching, drain=False)
             if self.store is not None and self.run_id is not None:
                 for record in records:
                     self.store.note_task(self.run_id, self._session, record)
                 self.store.finish_run(self.run_id, status, error=failure, summary={
                     "counts": result.counts(), "latency_scale": self.latency_scale,
-                    "max_parallel": self.max_parallel})
+                    "max_parallel": self.max_parallel, "context_tokens": result.context_tokens,
+                    "naive_tokens": result.naive_tokens,
+                    "pools": {name: dataclasses.asdict(stats) for name, stats in result.pools.items()}})
         return result
+
+    def _start_watchers(self) -> list[tuple[Subscription, asyncio.Task[None]]]:
+        watching = []
+        for callback in self._watchers:
+            sub = self.bus.subscribe(progress_topic(self.run_key), maxsize=1024, overflow="block")
+            watching.append((sub, asyncio.get_running_loop().create_task(_watch(sub, callback))))
+        return watching
+
+    async def _stop_watchers(self, watching: list[tuple[Subscription, asyncio.Task[None]]], *, drain: bool) -> None:
+        if not watching:
+            return
+        if drain:
+            # An empty batch marks the end: each watcher has had everything before it.
+            await self.bus.publish(progress_topic(self.run_key), [])
+            await asyncio.gather(*(task for _, task in watching), return_exceptions=True)
+        for sub, task in watching:
+            sub.close()
+            if not task.done():
+                task.cancel()
 
     # -- context, pools and folds around the scheduler --------------------------------
 
@@ -408,11 +531,22 @@ class Runner:
     def _restore_context(self, previous: dict[str, TaskRecord]) -> None:
         """On resume: finished outputs count as history, feed folds, and mark their steps started."""
         for record in previous.values():
-            self._history.add(record.tokens_out or estimate_tokens(output_text(record.output)))
+            self._out_tokens[record.task_id] = record.tokens_out or estimate_tokens(output_text(record.output))
             sid, _, rest = record.task_id.partition("[")
-            self._started_steps.add(sid)
+            if sid not in self._started_steps:
+                self._mark_started(sid)
             for agg in self._folded_by.get(sid, ()):
                 self._aggregates[agg].add(record.output, int(rest[:-1]) if rest else 0)
+
+    def _measure_baseline(self, scheduler: Scheduler) -> None:
+        """Set each task's naive baseline: its own instructions plus every earlier output in full."""
+        position = {sid: n for n, sid in enumerate(self.plan.order)}
+        sent = sorted((i for i in scheduler.instances.values() if i.record.context_tokens),
+                      key=lambda i: (position[i.step.id], i.index or 0))
+        baseline = whole_history_baseline([(self._own_tokens.get(i.id, i.record.context_tokens),
+                                             self._out_tokens.get(i.id, 0)) for i in sent])
+        for inst, naive in zip(sent, baseline, strict=True):
+            inst.record.naive_tokens = naive
 
     def _lookahead(self, event: TaskEvent) -> None:
         """DAG-aware pre-warming: when every dependency of a step has started, warm its pools."""
@@ -421,15 +555,22 @@ class Runner:
         sid = event.instance.step.id
         if sid in self._started_steps:
             return
+        self._mark_started(sid)
+
+    def _mark_started(self, sid: str) -> None:
         self._started_steps.add(sid)
-        started = self._started_steps
+        unstarted = self._unstarted_deps
         for user in self.plan.dependents[sid]:
-            if user not in self._warmed_steps and all(d in started for d in self.plan.steps[user].deps):
+            left = unstarted[user] - 1
+            unstarted[user] = left
+            if left == 0 and user not in self._warmed_steps:
                 self._warm_for(self.plan.steps[user])
 
     def _warm_for(self, step: Step) -> None:
         """Ask the pools ``step`` will use for as many members as it can run at once."""
         self._warmed_steps.add(step.id)
+        if not self._warmable:
+            return  # slot pools only: nothing has a cold start
         task = step.spec
         names = [step.agent]
         if task is not None and task.review is not None:
@@ -437,9 +578,9 @@ class Runner:
         if task is not None and task.context is not None and task.context.summarizer:
             names.append(task.context.summarizer)
         for name in names:
-            pool = self._pools.get(name)
-            if pool is None or not self.spec.agents[name].pool.prewarm:
+            if name not in self._warmable:
                 continue
+            pool = self._pools[name]
             limit = self.spec.agents[name].max_concurrency or self.max_parallel
             pool.prewarm(max(pool.size, min(step.expected_count, limit, self.max_parallel)))
 
@@ -501,6 +642,10 @@ class Runner:
         if step.agent == AGGREGATE_AGENT:
             await self._finish_aggregate(inst)
             return
+        aggregator = self._aggregates.get(step.id)
+        if aggregator is not None and aggregator.error is not None:
+            record.error = aggregator.error
+            raise ProviderError(aggregator.error, provider="aggregate", retryable=False)
         agent = self.spec.agents[step.agent]
         pool = self._pools[step.agent]
         record.provider = self._providers[step.agent].name
@@ -523,17 +668,31 @@ class Runner:
             record.error = f"prompt of {inst.id} ({where}) could not be rendered: {exc}"
             raise
         task = step.spec
-        record.naive_tokens = self._own_tokens[step.id] + self._history.tokens
         if agent.memory is not None and self._memory is not None:
             system = self._with_memory(step.agent, agent, system)
+        static = self._static_tokens.get(step.id)
+        if static is not None:
+            own = sent = static  # the same prompt and system for every instance: counted once per step
+        else:
+            system_tokens = estimate_tokens(system)
+            sent = system_tokens + estimate_tokens(prompt)
+            fixed_prompt = book.static_prompt(step.id) is not None
+            own = system_tokens + estimate_tokens(self._own_prompt(inst)) if step.inputs and not fixed_prompt \
+                else sent
+            if fixed_prompt and book.static_system(step.agent) is not None and agent.memory is None:
+                self._static_tokens[step.id] = sent
+        self._own_tokens[inst.id] = own
         ctx = task.context if task is not None else None
         budget = ctx.max_tokens if ctx is not None and ctx.max_tokens else self.spec.settings.context.max_tokens
         if budget is not None:
             try:
-                prompt = await self._fit_budget(inst, system, prompt, budget)
+                fitted = await self._fit_budget(inst, system, prompt, budget)
             except (ContextBudgetExceeded, ProviderError) as exc:
                 record.error = str(exc)
                 raise
+            if fitted is not prompt:
+                prompt = fitted
+                sent = estimate_tokens(system) + estimate_tokens(prompt)
         schema = task.output_schema if task is not None else None
         timeout = step.timeout
         if timeout is not None and agent.provider == "sim":
@@ -543,6 +702,7 @@ class Runner:
         assert scheduler is not None
         store = self.store if self.run_id is not None else None
         run_id = self.run_id or ""
+        enter_team(self, inst.id, step.agent)
         checked = task is not None and self._checks.has_checks(step)
         fixes = task.validation_retries if task is not None else 0
         base_prompt = prompt
@@ -559,7 +719,8 @@ class Runner:
             answer: Any = None
             try:
                 response = await self._call(pool, request, timeout)
-                record.context_tokens = response.tokens_in or (estimate_tokens(system) + estimate_tokens(prompt))
+                record.context_tokens = response.tokens_in or (
+                    sent if prompt is base_prompt else estimate_tokens(system) + estimate_tokens(prompt))
                 record.tokens_in += response.tokens_in
                 record.tokens_out += response.tokens_out
                 answer = response.text
@@ -594,9 +755,10 @@ class Runner:
             if isinstance(error, WorkerLost) and not lost_once:
                 lost_once = True  # its worker died under it: once more, on a fresh member, at once
                 continue
-            if isinstance(error, ProviderError) and error.retryable and record.attempts <= step.retries:
+            failures = record.attempts - record.meta.get("rejected", 0)  # redone rejections are not retries
+            if isinstance(error, ProviderError) and error.retryable and failures <= step.retries:
                 retry_after = error.retry_after if isinstance(error, RateLimited) else None
-                await clock.sleep(backoff_delay(record.attempts, base=self._backoff[0], cap=self._backoff[1],
+                await clock.sleep(backoff_delay(failures, base=self._backoff[0], cap=self._backoff[1],
                                                 rng=self._rng, retry_after=retry_after))
                 continue
             record.error = str(error)
@@ -605,7 +767,33 @@ class Runner:
                                                 "attempts": record.attempts})
             raise error
 
-    async def _call(self, pool: AgentPool, request: ProviderRequest, timeout: float | None) -> ProviderResponse:
+    async def _answer(self, name: str, data: Any) -> str:
+        """A teammate's question to agent ``name`` (over the bus), answered by a member of its pool."""
+        agent = self.spec.agents[name]
+        asked = data if isinstance(data, dict) else {"question": str(data)}
+        task = str(asked.get("task", "?"))
+        system = self._book.static_system(name)
+        if system is None:
+            system = self._book.system(name, task=task)
+        request = ProviderRequest(
+            task_id=f"{task}:ask:{name}", agent=name, model=agent.model, system=system,
+            prompt=f"{asked.get('from', 'A teammate')} (working on {task}) asks you:\n{asked.get('question', '')}",
+            max_tokens=agent.max_tokens, temperature=agent.temperature, timeout=agent.timeout,
+            options={"asked_by": asked.get("from")})
+        response = await self._call(self._pools[name], request, agent.timeout)
+        return response.text
+
+    def _own_prompt(self, inst: Instance) -> str:
+        """The prompt with every input blank: the task's own instructions, vars and item."""
+        step = inst.step
+        try:
+            return self._book.prompt(step.id, task=inst.id, agent=step.agent,
+                                     inputs=dict.fromkeys(step.inputs, BLANK), item=inst.item, index=inst.index)
+        except (jinja2.TemplateError, TypeError, ValueError):
+            return step.spec.prompt if step.spec is not None else ""
+
+    async def _call(self, pool: AgentPool | SlotPool, request: ProviderRequest,
+                    timeout: float | None) -> ProviderResponse:
         """One provider call on a pool member (the wait for a member is not part of the timeout)."""
         try:
             member = pool.acquire_nowait()
@@ -657,7 +845,7 @@ class Runner:
             preview = make_preview(text or "", self._preview_chars)
             self._views[inst.id] = ArtifactView(inst.id, ref.digest, size, preview, output)
             inst.record.meta["artifact"] = ref.digest
-        self._history.add(tokens_out or estimate_tokens(text if text is not None else output_text(output)))
+        self._out_tokens[inst.id] = tokens_out or estimate_tokens(text if text is not None else output_text(output))
         folds = self._folded_by.get(inst.step.id)
         if folds:
             for sid in folds:
@@ -764,6 +952,8 @@ class Runner:
 
         assert self._memory is not None
         text = output_text(output)[: remember.max_chars]
+        if not text.strip():
+            return  # nothing worth remembering
         key = None
         if remember.key:
             key = self._book.render_text(remember.key, task=inst.id, agent=inst.step.agent, item=inst.item,
@@ -771,6 +961,15 @@ class Runner:
         owner, scope = (remember.team, "team") if remember.team else (inst.step.agent, "agent")
         self._memory.add(owner, remember.category, text, scope=scope, key=key, ttl=parse_ttl(remember.ttl),
                          source=f"run {self.run_id or '-'} task {inst.id}")
+
+
+async def _watch(sub: Subscription, callback: Callable[[list[list[Any]]], Any]) -> None:
+    async for message in sub:
+        if not message.data:
+            return
+        done = callback(message.data)
+        if inspect.isawaitable(done):
+            await done
 
 
 def _one_process_per_member(agent: AgentSpec) -> bool:

@@ -127,8 +127,9 @@ class ContextSpec(_Model):
     ``full`` names inputs passed in full even when large (others above the run's
     ``settings.context.artifact_threshold`` arrive as a reference with a preview).
     ``max_tokens`` bounds the rendered prompt plus system prompt; over it, ``strategy``
-    ``truncate`` keeps the head and tail of each input, ``summarize`` asks the agent
-    ``summarizer`` to shorten them, ``fail`` fails the task with a clear error.
+    ``truncate`` keeps the head and tail of the prompt, ``summarize`` asks the agent
+    ``summarizer`` to shorten it (then truncates if still over), ``fail`` fails the task
+    with a clear error.
     """
 
     full: list[str] | Literal["all"] = Field(default_factory=list)
