@@ -1,8 +1,12 @@
-"""The command line: ``python -m benchmarks [--only a,b] [--quick] [--json out.json] ...``.
+"""The command line: ``python -m benchmarks [--suite engine|runtime|all] [--only a,b] [--quick] ...``.
 
-Order of work: every workload on bare asyncio, agentfleet and LangGraph first, then Ray
-(its daemons stay resident once started, so starting it last keeps them off the other
-engines' CPUs), then the optional profiles, then the table and the JSON.
+Two suites. ``engine`` (``_ours.py`` and the peers): every workload on bare asyncio,
+agentfleet and LangGraph first, then Ray (its daemons stay resident once started, so
+starting it last keeps them off the other engines' CPUs), then the optional profiles,
+then its table. ``runtime`` (``_runtime.py``): the product targets' figures (activation,
+cold spawn, memory, context, scaling, bus) and their table. ``all`` (the default) runs
+the engine suite first, then the runtime suite; one JSON holds both (the runtime suite's
+numbers under ``"runtime"``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 from rich.console import Console
 
-from . import _floor, _langgraph, _ours, _ray
+from . import _floor, _langgraph, _ours, _ray, _runtime
 from ._harness import Case, Sample, measure, profile_case, skipped
 from ._report import RESULTS_DIR, environment, installed, render, write_json
 from ._sizes import FULL, QUICK, Sizes
@@ -39,9 +43,14 @@ _PROFILED = ("a", "a_steps", "b")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="agentfleet's benchmark suite: our engine vs bare asyncio, LangGraph and Ray.",
+        description="agentfleet's benchmark suites: the engine vs bare asyncio, LangGraph and Ray; "
+                    "the runtime's pool, memory, context, scaling and bus figures against their targets.",
     )
-    p.add_argument("--only", metavar="a,b", help="run only these workloads (a, a_steps, b, c, c_sim, d, e)")
+    p.add_argument("--suite", choices=("engine", "runtime", "all"), default="all",
+                   help="engine: workloads vs asyncio/LangGraph/Ray; runtime: activation, spawn, memory, context, "
+                        "scaling, bus; all (default): engine, then runtime")
+    p.add_argument("--only", metavar="a,b",
+                   help="run only these engine workloads (a, a_steps, b, c, c_sim, d, e)")
     p.add_argument("--quick", action="store_true", help="smaller sizes and 3 repeats: a smoke run")
     p.add_argument("--json", metavar="OUT.json", type=Path, help="also write the results here")
     p.add_argument("--repeat", type=int, metavar="N", help="timed runs per case (default 5, 3 with --quick)")
@@ -67,6 +76,39 @@ def main(argv: list[str] | None = None) -> int:
         log = Console(stderr=True, highlight=False, width=170)
     started = time.perf_counter()
     env = environment()
+    results: dict[str, dict[str, Sample]] = {}
+    verdicts: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    if args.suite in ("engine", "all"):
+        results, verdicts, extra = _engine_suite(args, sizes, repeat, budget, keys, console, log, env, started)
+    else:
+        if args.only:
+            log.print("[yellow]--only selects engine workloads; ignored with --suite runtime[/]")
+        keys = []
+    if args.suite in ("runtime", "all"):
+        if args.suite == "all":
+            console.print()
+        extra["runtime"] = _runtime.run_runtime_suite(console, log, quick=args.quick, env=env)
+    extra["suite_wall_s"] = time.perf_counter() - started
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    suffix = ("" if args.suite == "all" else f"-{args.suite}") + ("-quick" if args.quick else "")
+    out = RESULTS_DIR / f"{stamp}{suffix}.json"
+    options = {"suite": args.suite, "quick": args.quick, "repeat": repeat, "budget_s": budget, "only": keys,
+               "no_peers": args.no_peers, "profile": args.profile}
+    write_json(out, env=env, sizes=sizes, options=options, results=results, verdicts=verdicts, extra=extra)
+    console.print(f"[dim]results: {out}[/]")
+    if args.json is not None:
+        write_json(args.json, env=env, sizes=sizes, options=options, results=results, verdicts=verdicts,
+                   extra=extra)
+        console.print(f"[dim]results: {args.json}[/]")
+    return 0
+
+
+def _engine_suite(args: argparse.Namespace, sizes: Sizes, repeat: int, budget: float, keys: list[str],
+                  console: Console, log: Console, env: dict[str, Any],
+                  started: float) -> tuple[dict[str, dict[str, Sample]], dict[str, Any], dict[str, Any]]:
+    """The engine suite: every workload on each engine, its table; returns results, verdicts, extra."""
     log.print(f"[bold]agentfleet benchmarks[/] ({'quick' if args.quick else 'full'}): "
               f"{', '.join(keys)}; up to {repeat} timed runs per case after one warm-up; "
               f"python {env['python']}, {env['cpu_usable']} usable CPUs")
@@ -168,15 +210,5 @@ def main(argv: list[str] | None = None) -> int:
                       "(one run after a warm-up; top 15 by tottime)")
         console.print(text, highlight=False, markup=False)
 
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = RESULTS_DIR / f"{stamp}{'-quick' if args.quick else ''}.json"
-    options = {"quick": args.quick, "repeat": repeat, "budget_s": budget, "only": keys,
-               "no_peers": args.no_peers, "profile": args.profile}
-    extra = {"ours_provider_path": provider, "ray": ray_info, "profiles": profiles, "suite_wall_s": wall}
-    write_json(out, env=env, sizes=sizes, options=options, results=results, verdicts=verdicts, extra=extra)
-    console.print(f"[dim]results: {out}[/]")
-    if args.json is not None:
-        write_json(args.json, env=env, sizes=sizes, options=options, results=results, verdicts=verdicts,
-                   extra=extra)
-        console.print(f"[dim]results: {args.json}[/]")
-    return 0
+    extra = {"ours_provider_path": provider, "ray": ray_info, "profiles": profiles, "engine_wall_s": wall}
+    return results, dict(verdicts), extra

@@ -44,9 +44,13 @@ class LoopClock:
         await asyncio.sleep(seconds)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ProviderRequest:
-    """One call to a model or program: everything a provider needs, already rendered."""
+    """One call to a model or program: everything a provider needs, already rendered.
+
+    Treat it as read-only. It is not a frozen dataclass because one is built per call and a
+    frozen ``__init__`` (an ``object.__setattr__`` per field) costs four times as much.
+    """
 
     task_id: str
     agent: str
@@ -61,9 +65,11 @@ class ProviderRequest:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ProviderResponse:
-    """A provider's answer: the text, parsed JSON when there is any, and token counts."""
+    """A provider's answer: the text, parsed JSON when there is any, and token counts.
+
+    Treat it as read-only (not frozen for the same reason as ``ProviderRequest``)."""
 
     text: str
     provider: str
