@@ -876,7 +876,8 @@ class Runner:
         request = ProviderRequest(task_id=f"{inst.id}:review", agent=review.agent, model=reviewer.model,
                                   system=system, prompt=prompt, max_tokens=reviewer.max_tokens,
                                   temperature=reviewer.temperature, output_schema=REVIEW_SCHEMA,
-                                  timeout=reviewer.timeout, options={"review_of": inst.id})
+                                  timeout=reviewer.timeout,
+                                  options={"review_of": inst.id, "attempt": inst.record.attempts})
         record = inst.record
         try:
             response = await self._call(self._pools[review.agent], request, reviewer.timeout)
