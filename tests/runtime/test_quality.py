@@ -295,7 +295,7 @@ class TestReview:
         assert record.meta["review"] == "scored 8: needs more detail"
         assert len(requests) == 1
         asked = requests[0]
-        assert asked.task_id == "a:review" and asked.options == {"review_of": "a"}
+        assert asked.task_id == "a:review" and asked.options == {"review_of": "a", "attempt": 1}
         assert "Write the plan" in asked.prompt and "concrete steps" in asked.prompt and "the plan" in asked.prompt
         assert asked.output_schema is not None and asked.output_schema["required"] == ["score", "reason"]
 
