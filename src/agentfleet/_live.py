@@ -48,7 +48,7 @@ class LiveProgress:
         self._live: Live | None = None
         runner.watch(self._on_batch)
 
-    def _on_batch(self, batch: list[list[Any]]) -> None:
+    def _on_batch(self, batch: list[Any]) -> None:
         for kind, task_id, agent_name, t in batch:
             old = self.state.get(task_id)
             agent = self.agents[agent_name]

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -252,3 +253,61 @@ class TestPoolsInRuns:
         data = report_to_dict(report)
         assert data["pools"]["w"]["spawned"] == 3
         assert data["pools"]["w"]["spawn_failures"] == 0
+
+
+class TestRunnerOnRedis:
+    def test_progress_and_questions_cross_processes_through_redis(self) -> None:
+        """With a RedisBus, another process's bus sees the run's progress and end, and a task's
+        question to another agent travels through Redis and back."""
+        from tests.messaging.conftest import REDIS_URL, delete_namespace, redis_problem
+
+        problem = redis_problem()
+        if problem is not None:
+            pytest.skip(problem)
+        from agentfleet.messaging import RedisBus
+
+        namespace = f"aftest-run-{uuid.uuid4().hex[:8]}"
+        spec = build([{"id": "review", "agent": "qa"}, {"id": "build", "agent": "developer"}],
+                     {"qa": python(qa_asks), "developer": python(developer)})
+
+        async def main() -> tuple[Any, list[Any]]:
+            watcher = RedisBus(REDIS_URL, namespace=namespace, block_ms=100)
+            await watcher.connect()
+            sub = watcher.subscribe("run.k9.>", maxsize=10_000)
+            bus = RedisBus(REDIS_URL, namespace=namespace, block_ms=100)
+            try:
+                result = await Runner(spec, bus=bus, run_key="k9").run()
+                messages = []
+                while not messages or messages[-1].topic != "run.k9.end":
+                    messages.append(await asyncio.wait_for(sub.get(), 5))
+                return result, messages
+            finally:
+                await bus.aclose()
+                await watcher.aclose()
+
+        try:
+            result, messages = asyncio.run(main())
+        finally:
+            delete_namespace(namespace)
+        assert result.ok, result.failure
+        assert "Why integer cents?" in rec(result, "review").output
+        done = {e[1] for m in messages if m.topic.endswith("progress") for e in m.data if e[0] == "done"}
+        assert done == {"review", "build"}
+        assert messages[-1].data == {"run_id": None, "status": "succeeded"}
+
+    def test_an_unreachable_redis_is_one_clear_error_before_the_run(self) -> None:
+        """A RedisBus that cannot connect fails run() with a BusError naming the URL; nothing runs."""
+        from agentfleet.errors import BusError
+        from agentfleet.messaging import RedisBus
+
+        calls: list[str] = []
+
+        async def agent(request: ProviderRequest) -> str:
+            calls.append(request.task_id)
+            return "x"
+
+        spec = build([{"id": "t", "agent": "p"}], {"p": python(agent)})
+        bus = RedisBus("redis://127.0.0.1:1/0", connect_timeout=0.5)
+        with pytest.raises(BusError, match=r"127\.0\.0\.1:1"):
+            asyncio.run(Runner(spec, bus=bus).run())
+        assert calls == []

@@ -229,7 +229,7 @@ class Runner:
         self._bus_given = bus is not None
         self._streaming = False  # results() is reading the bus
         self.run_key = run_key or secrets.token_hex(6)
-        self._watchers: list[Callable[[list[list[Any]]], Any]] = []
+        self._watchers: list[Callable[[list[Any]], Any]] = []
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop of the current run
         self.scheduler: Scheduler | None = None
         self.run_id: str | None = None
@@ -243,8 +243,9 @@ class Runner:
         For display and monitoring prefer ``watch`` (batched, over the bus)."""
         self._listeners.append(listener)
 
-    def watch(self, callback: Callable[[list[list[Any]]], Any]) -> None:
-        """Receive the run's progress from the bus in batches of ``[kind, task_id, agent, t]``.
+    def watch(self, callback: Callable[[list[Any]], Any]) -> None:
+        """Receive the run's progress from the bus in batches of ``(kind, task_id, agent, t)``
+        (lists of four after a trip through Redis).
 
         Called from the event loop, a batch at a time (at most every 50 ms, or per 256 events);
         every batch is delivered before ``run()`` returns."""
@@ -376,6 +377,8 @@ class Runner:
             raise AgentFleetError("resuming needs a run store")
         # Providers first: a missing key or unknown provider is an error before any run row exists.
         try:
+            if self._bus_given:
+                await self.bus.connect()  # an unreachable Redis is one clear error, before anything runs
             self._build_providers()
             return await self._run(resume)
         finally:
@@ -964,7 +967,7 @@ class Runner:
                          source=f"run {self.run_id or '-'} task {inst.id}")
 
 
-async def _watch(sub: Subscription, callback: Callable[[list[list[Any]]], Any]) -> None:
+async def _watch(sub: Subscription, callback: Callable[[list[Any]], Any]) -> None:
     async for message in sub:
         if not message.data:
             return
