@@ -9,6 +9,7 @@ reported done, so a run killed at any moment resumes without redoing finished wo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import gc
@@ -16,7 +17,7 @@ import inspect
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,7 +165,8 @@ class Runner:
     ) -> None:
         if isinstance(spec, WorkflowSpec) and latency_scale is not None:
             spec.settings.latency_scale = latency_scale
-        self.plan = spec if isinstance(spec, Plan) else build_plan(spec)
+        with _no_cyclic_gc():  # the plan lives as long as the runner
+            self.plan = spec if isinstance(spec, Plan) else build_plan(spec)
         self.spec = self.plan.spec
         self.store = store
         self.clock = clock or LoopClock()
@@ -405,9 +407,12 @@ class Runner:
         self._open_stores()
         limits = {name: float(pool.max * pool.per_member) for name, pool in self._pools.items()
                   if pool.max is not None}
-        scheduler = Scheduler(self.plan, self._execute, clock=self.clock, max_parallel=self.max_parallel,
-                              policy=self.policy, admission=self.admission, previous=previous,
-                              agent_limits=limits)
+        # Everything the scheduler builds lives for the whole run: no cyclic-GC passes over the
+        # plan while it does (they were ~10% of a 10,000-step run's CPU, all spent in vain).
+        with _no_cyclic_gc():
+            scheduler = Scheduler(self.plan, self._execute, clock=self.clock, max_parallel=self.max_parallel,
+                                  policy=self.policy, admission=self.admission, previous=previous,
+                                  agent_limits=limits)
         self.scheduler = scheduler
         self._restore_context(previous)
         if self._warmable:
@@ -965,6 +970,18 @@ class Runner:
         owner, scope = (remember.team, "team") if remember.team else (inst.step.agent, "agent")
         self._memory.add(owner, remember.category, text, scope=scope, key=key, ttl=parse_ttl(remember.ttl),
                          source=f"run {self.run_id or '-'} task {inst.id}")
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic GC while building long-lived structures (restores the previous state)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 async def _watch(sub: Subscription, callback: Callable[[list[Any]], Any]) -> None:
