@@ -24,7 +24,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .._tokens import estimate_tokens
@@ -84,16 +84,14 @@ class ArtifactView:
     is the plan's ``size`` field), as the template's author means it.
     """
 
-    __slots__ = ("_data", "_digest", "_fetch", "_preview", "_size", "_task_id")
+    __slots__ = ("_data", "_digest", "_preview", "_size", "_task_id")
 
-    def __init__(self, task_id: str, digest: str, size: int, preview: str, data: Any,
-                 fetch: Callable[[], Any] | None = None) -> None:
+    def __init__(self, task_id: str, digest: str, size: int, preview: str, data: Any) -> None:
         self._task_id = task_id
         self._digest = digest
         self._size = size
         self._preview = preview
         self._data = data
-        self._fetch = fetch
 
     def __getattribute__(self, name: str) -> Any:
         if name[0] != "_":
