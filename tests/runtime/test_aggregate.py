@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from agentfleet._types import ProviderRequest, TaskRecord, TaskState
+from agentfleet._types import ProviderRequest, TaskState
 from agentfleet.errors import PlanError, SpecError
-from agentfleet.runtime import Runner, RunResult
+from agentfleet.runtime import Runner
 from agentfleet.runtime._aggregate import BUILTIN_FOLDS, Aggregator
-from agentfleet.spec import Workflow, WorkflowSpec, parse_workflow
-from agentfleet.testing import run_virtual
+from agentfleet.spec import WorkflowSpec, parse_workflow
 from tests.fixtures import quality
+from tests.runtime.kit import build, python, rec, run
 
 FX = "tests.fixtures.quality"
 LATENCY = [3.0, 1.0, 2.0]  # item 1 finishes first, then 2, then 0
@@ -25,31 +25,6 @@ AgentFn = Callable[[ProviderRequest], Awaitable[Any]]
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def build(tasks: list[dict[str, Any]], agents: dict[str, dict[str, Any]], **settings: Any) -> WorkflowSpec:
-    wf = Workflow("t", **settings)
-    for name, fields in agents.items():
-        wf.agent(name, **fields)
-    for t in tasks:
-        t = dict(t)
-        wf.task(t.pop("id"), agent=t.pop("agent", ""), **t)
-    return wf.build()
-
-
-def run(spec: WorkflowSpec, **kw: Any) -> RunResult:
-    return run_virtual(Runner(spec, **kw).run())
-
-
-def rec(result: RunResult, task_id: str) -> TaskRecord:
-    for r in result.records:
-        if r.task_id == task_id:
-            return r
-    raise KeyError(task_id)
-
-
-def python(function: AgentFn) -> dict[str, Any]:
-    return {"provider": "python", "function": function}
 
 
 def worker(outputs: list[Any], latency: list[float] = LATENCY) -> AgentFn:

@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 
-from agentfleet._types import ProviderRequest, TaskRecord, TaskState
-from agentfleet.runtime import Runner, RunResult
+from agentfleet._types import ProviderRequest, TaskState
 from agentfleet.runtime._context import ArtifactView, estimate_tokens, fit_head_tail, output_text
-from agentfleet.spec import Workflow, WorkflowSpec, load_workflow
+from agentfleet.spec import WorkflowSpec, load_workflow
 from agentfleet.store import ArtifactStore, RunStore
-from agentfleet.testing import run_virtual
+from tests.runtime.kit import build, python, rec, run
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 OMITTED = "characters omitted to fit the token budget"
@@ -26,32 +25,6 @@ AgentFn = Callable[[ProviderRequest], Awaitable[Any]]
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def build(tasks: list[dict[str, Any]], agents: dict[str, dict[str, Any]], **settings: Any) -> WorkflowSpec:
-    """A validated spec from task dicts (``id``, optional ``agent``) and agent keyword dicts."""
-    wf = Workflow("t", **settings)
-    for name, fields in agents.items():
-        wf.agent(name, **fields)
-    for t in tasks:
-        t = dict(t)
-        wf.task(t.pop("id"), agent=t.pop("agent", ""), **t)
-    return wf.build()
-
-
-def run(spec: WorkflowSpec, **kw: Any) -> RunResult:
-    return run_virtual(Runner(spec, **kw).run())
-
-
-def rec(result: RunResult, task_id: str) -> TaskRecord:
-    for r in result.records:
-        if r.task_id == task_id:
-            return r
-    raise KeyError(task_id)
-
-
-def python(function: AgentFn, **fields: Any) -> dict[str, Any]:
-    return {"provider": "python", "function": function, **fields}
 
 
 async def echo(request: ProviderRequest) -> str:

@@ -10,36 +10,20 @@ from typing import Any
 
 import pytest
 
-from agentfleet._types import ProviderRequest, TaskRecord, TaskState
+from agentfleet._types import ProviderRequest, TaskState
 from agentfleet.errors import SpecError
 from agentfleet.runtime import Runner, RunResult
 from agentfleet.runtime._context import estimate_tokens
-from agentfleet.spec import Workflow, WorkflowSpec
+from agentfleet.spec import WorkflowSpec
 from agentfleet.store import MemoryStore, RunStore
 from agentfleet.testing import run_virtual
+from tests.runtime.kit import build, python, rec
 
 AgentFn = Callable[[ProviderRequest], Awaitable[Any]]
 LESSON = "Never store money as floats; use integer cents."
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def build(tasks: list[dict[str, Any]], agents: dict[str, dict[str, Any]], **settings: Any) -> WorkflowSpec:
-    wf = Workflow("t", **settings)
-    for name, fields in agents.items():
-        wf.agent(name, **fields)
-    for t in tasks:
-        t = dict(t)
-        wf.task(t.pop("id"), agent=t.pop("agent", ""), **t)
-    return wf.build()
-
-
-def rec(result: RunResult, task_id: str) -> TaskRecord:
-    for r in result.records:
-        if r.task_id == task_id:
-            return r
-    raise KeyError(task_id)
 
 
 async def echo_prompt(request: ProviderRequest) -> str:
@@ -54,10 +38,6 @@ async def echo_system(request: ProviderRequest) -> str:
 async def echo_both(request: ProviderRequest) -> str:
     """An agent whose output is its system prompt, then its prompt."""
     return f"{request.system}\n{request.prompt}"
-
-
-def python(function: AgentFn, **fields: Any) -> dict[str, Any]:
-    return {"provider": "python", "function": function, **fields}
 
 
 @pytest.fixture

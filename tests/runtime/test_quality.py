@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from agentfleet._types import ProviderRequest, ProviderResponse, TaskRecord, TaskState
+from agentfleet._types import ProviderRequest, ProviderResponse, TaskState
 from agentfleet.errors import OutputInvalid, SpecError
 from agentfleet.plan import build_plan
 from agentfleet.runtime import Runner, RunResult
 from agentfleet.runtime._quality import OutputChecks, feedback_prompt, parse_score
-from agentfleet.spec import Workflow, WorkflowSpec, parse_workflow
-from agentfleet.testing import run_virtual
+from agentfleet.spec import WorkflowSpec, parse_workflow
 from tests.fixtures import quality
+from tests.runtime.kit import build, python, rec, run
 
 FX = "tests.fixtures.quality"
 REJECTED = "Your previous answer was rejected"
@@ -26,31 +26,6 @@ AgentFn = Callable[[ProviderRequest], Awaitable[Any]]
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def build(tasks: list[dict[str, Any]], agents: dict[str, dict[str, Any]], **settings: Any) -> WorkflowSpec:
-    wf = Workflow("t", **settings)
-    for name, fields in agents.items():
-        wf.agent(name, **fields)
-    for t in tasks:
-        t = dict(t)
-        wf.task(t.pop("id"), agent=t.pop("agent", ""), **t)
-    return wf.build()
-
-
-def run(spec: WorkflowSpec, **kw: Any) -> RunResult:
-    return run_virtual(Runner(spec, **kw).run())
-
-
-def rec(result: RunResult, task_id: str) -> TaskRecord:
-    for r in result.records:
-        if r.task_id == task_id:
-            return r
-    raise KeyError(task_id)
-
-
-def python(function: AgentFn) -> dict[str, Any]:
-    return {"provider": "python", "function": function}
 
 
 def scripted(answers: list[Any], prompts: list[str]) -> AgentFn:

@@ -12,14 +12,15 @@ from typing import Any
 
 import pytest
 
-from agentfleet._types import ProviderRequest, TaskRecord, TaskState
+from agentfleet._types import ProviderRequest, TaskState
 from agentfleet.errors import ProviderConfigError, ProviderError, ProviderTimeout, RateLimited
 from agentfleet.providers import SimProvider
 from agentfleet.runtime import Runner, RunResult
-from agentfleet.spec import AgentSpec, Workflow, WorkflowSpec
+from agentfleet.spec import AgentSpec, WorkflowSpec
 from agentfleet.store import RunStore
 from agentfleet.testing import run_virtual
 from tests.fixtures import runner_hooks
+from tests.runtime.kit import build, python, rec, run, sim
 
 LIST_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -29,42 +30,6 @@ LIST_SCHEMA: dict[str, Any] = {
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def build(tasks: list[dict[str, Any]], agents: dict[str, dict[str, Any]], *,
-          hooks: dict[str, list[str]] | None = None, **settings: Any) -> WorkflowSpec:
-    """A validated spec from task dicts (``id`` and ``agent`` keys) and agent keyword dicts."""
-    wf = Workflow("t", **settings)
-    for name, fields in agents.items():
-        wf.agent(name, **fields)
-    for t in tasks:
-        t = dict(t)
-        wf.task(t.pop("id"), agent=t.pop("agent"), **t)
-    for event, targets in (hooks or {}).items():
-        for target in targets:
-            wf.hook(event, target)
-    return wf.build()
-
-
-def run(spec: WorkflowSpec, **kw: Any) -> RunResult:
-    """Run ``spec`` to the end on a fresh virtual-time loop."""
-    return run_virtual(Runner(spec, **kw).run())
-
-
-def rec(result: RunResult, task_id: str) -> TaskRecord:
-    for r in result.records:
-        if r.task_id == task_id:
-            return r
-    raise KeyError(task_id)
-
-
-def sim(latency: float, **options: Any) -> dict[str, Any]:
-    """A sim agent with a fixed latency."""
-    return {"provider": "sim", "latency": {"fixed": latency}, **options}
-
-
-def python(function: Callable[..., Any], **options: Any) -> dict[str, Any]:
-    return {"provider": "python", "function": function, **options}
 
 
 async def echo(request: ProviderRequest) -> str:

@@ -19,8 +19,7 @@ from agentfleet.errors import AgentFleetError
 from agentfleet.messaging import InProcessBus
 from agentfleet.runtime import Runner
 from agentfleet.testing import run_virtual
-
-from .test_runner import build, python, rec, run, sim
+from tests.runtime.kit import build, python, rec, run, sim
 
 
 def chain_and_fan() -> Any:
