@@ -382,9 +382,7 @@ class AgentPool:
         while self._queue_waiters or len(self._waiters) + self._reserved >= self.queue_limit:
             if self.on_full == "error":
                 self._rejected += 1
-                raise PoolBackpressure(
-                    f"{len(self._waiters)} callers already wait for a member (queue limit {self.queue_limit}); "
-                    "raise pool.queue or pool.max, or set on_full: wait", agent=self.agent)
+                raise _backpressure(self.agent, len(self._waiters), self.queue_limit)
             await self._wait_for_place(front)
             try:
                 return self.acquire_nowait()
@@ -638,6 +636,11 @@ class _StartFailed(Exception):
     """A member's provider was built but did not come up (warm-up or first health check)."""
 
 
+def _backpressure(agent: str, waiting: int, limit: int) -> PoolBackpressure:
+    return PoolBackpressure(f"{waiting} callers already wait for a member (queue limit {limit}); "
+                            "raise pool.queue or pool.max, or set on_full: wait", agent=agent)
+
+
 def _why(provider: Any) -> str:
     reason = getattr(provider, "last_error", None)
     return f": {reason}" if reason else ""
@@ -734,9 +737,7 @@ class SlotPool:
         while len(self._waiters) >= self.queue_limit and not (self.queue_limit == 0 and self._in_use < self._capacity):
             if self.on_full == "error":
                 self._rejected += 1
-                raise PoolBackpressure(
-                    f"{len(self._waiters)} callers already wait for a member (queue limit {self.queue_limit}); "
-                    "raise pool.queue or pool.max, or set on_full: wait", agent=self.agent)
+                raise _backpressure(self.agent, len(self._waiters), self.queue_limit)
             place: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._queue_waiters.append(place)
             try:
