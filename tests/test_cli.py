@@ -105,11 +105,18 @@ def done_count(db: Path) -> int:
         return 0
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C as a terminal delivers it. A test suite started as a background job
+    (``cmd &`` in a script) inherits SIGINT ignored, and Python would then leave it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_and_wait(cwd: Path, spec: str, db: Path, *, done: int, deadline: float = 20.0,
                    **env: str) -> subprocess.Popen[str]:
     """Start ``agentfleet run spec --quiet`` and return once ``done`` tasks are stored as done."""
     proc = subprocess.Popen([*CLI, "run", spec, "--quiet", "--db", str(db)], cwd=cwd, env=_env(**env),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+                            preexec_fn=_default_sigint)
     end = time.monotonic() + deadline
     while done_count(db) < done:
         if proc.poll() is not None or time.monotonic() > end:
