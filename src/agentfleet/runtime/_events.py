@@ -58,12 +58,7 @@ class ProgressOutbox:
     def on_event(self, event: TaskEvent) -> None:
         """A scheduler listener: collect ``event``."""
         inst = event.instance
-        items = self._items
-        items.append((event.kind, inst.id, inst.step.agent, event.time))
-        if len(items) >= self.size:
-            self.flush()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.max_wait, self.flush)
+        self.add(event.kind, inst.id, inst.step.agent, event.time)
 
     def flush(self) -> None:
         """Publish what is collected now."""
