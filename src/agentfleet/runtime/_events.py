@@ -12,7 +12,8 @@
 # An event is ``(kind, task_id, agent, t)`` (a JSON array on Redis);
 # kinds are the scheduler's: ready, started, done, failed, skipped, cancelled, interrupted.
 # A batch whose subscriber is full (overflow policy ``block``) is handed to an async
-# publish that waits for room, so nothing is lost and the scheduler never blocks.
+# publish that waits for room, and later batches queue behind it: nothing is lost, the
+# order is kept, and the scheduler never blocks.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def progress_topic(key: str) -> str:
 class ProgressOutbox:
     """Collects a run's events and publishes them to ``topic`` in batches (size or max_wait)."""
 
-    __slots__ = ("_bus", "_items", "_pending", "_timer", "max_wait", "published", "size", "topic")
+    __slots__ = ("_bus", "_items", "_tail", "_timer", "max_wait", "published", "size", "topic")
 
     def __init__(self, bus: Bus, topic: str, *, size: int = 256, max_wait: float = 0.05) -> None:
         self._bus = bus
@@ -44,7 +45,7 @@ class ProgressOutbox:
         self.max_wait = max_wait
         self._items: list[tuple[str, str, str, float]] = []
         self._timer: asyncio.TimerHandle | None = None
-        self._pending: set[asyncio.Task[Any]] = set()
+        self._tail: asyncio.Task[None] | None = None  # the last batch that had to wait for room
         self.published = 0
 
     def add(self, kind: str, task_id: str, agent: str, t: float) -> None:
@@ -69,15 +70,23 @@ class ProgressOutbox:
             return
         batch, self._items = self._items, []
         self.published += len(batch)
-        try:
-            self._bus.publish_nowait(self.topic, batch)
-        except BusOverflow:
-            task = asyncio.get_running_loop().create_task(self._bus.publish(self.topic, batch))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+        if self._tail is None or self._tail.done():
+            try:
+                self._bus.publish_nowait(self.topic, batch)
+                return
+            except BusOverflow:
+                previous = None
+        else:
+            previous = self._tail  # a batch is still waiting for room: queue behind it, keep the order
+        self._tail = asyncio.get_running_loop().create_task(self._publish_after(previous, batch))
+
+    async def _publish_after(self, previous: asyncio.Task[None] | None, batch: list[Any]) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        await self._bus.publish(self.topic, batch)
 
     async def aclose(self) -> None:
-        """Flush and wait for any batch still waiting for room."""
+        """Flush and wait until every batch is published (in order)."""
         self.flush()
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        if self._tail is not None:
+            await asyncio.gather(self._tail, return_exceptions=True)
