@@ -253,6 +253,8 @@ def validate_data(data: dict[str, Any], *, lines: dict[Path_, int] | None = None
             msg = f"required field '{loc[-1]}' is missing"
         elif first["type"] == "extra_forbidden":
             msg = f"unknown field '{loc[-1]}'"
+        elif first["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")  # our own validators' messages say it all
         elif "input" in first and first["type"] not in ("missing",):
             shown = repr(first["input"])
             if len(shown) > 60:
