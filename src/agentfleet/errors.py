@@ -21,6 +21,10 @@
     │   │   └── MissingCredentials  the API key's environment variable is not set
     │   ├── ProviderTimeout         the call took longer than its timeout
     │   ├── RateLimited             429-style answer; .retry_after seconds or None
+    │   ├── CircuitOpen             a circuit breaker refuses calls to a failing
+    │   │                           provider; .retry_at (clock time it half-opens)
+    │   ├── RetryBudgetExhausted    retries are over the retry budget's ratio; the
+    │   │                           original failure is .cause
     │   ├── WorkerLost              a pooled worker died mid-call; retry on a fresh one
     │   └── OutputInvalid           the output did not match the task's schema,
     │                               validator or reviewer's minimum score
@@ -42,6 +46,7 @@ __all__ = [
     "BusError",
     "BusOverflow",
     "BusTimeout",
+    "CircuitOpen",
     "ContextBudgetExceeded",
     "HookError",
     "MissingCredentials",
@@ -53,6 +58,7 @@ __all__ = [
     "ProviderError",
     "ProviderTimeout",
     "RateLimited",
+    "RetryBudgetExhausted",
     "RunNotFound",
     "SchedulerError",
     "SpawnFailed",
@@ -149,6 +155,30 @@ class RateLimited(ProviderError):
     def __init__(self, message: str, *, provider: str = "", retry_after: float | None = None) -> None:
         self.retry_after = retry_after
         super().__init__(message, provider=provider, retryable=True)
+
+
+class CircuitOpen(ProviderError):
+    """A circuit breaker is open (or its half-open probes are all out): the call was not made.
+
+    ``retry_at`` is the clock time at which the breaker will admit a probe. Retryable, but
+    only after ``retry_at``; retrying sooner is refused again without touching the provider."""
+
+    def __init__(self, message: str, *, provider: str = "", retry_at: float | None = None) -> None:
+        self.retry_at = retry_at
+        super().__init__(message, provider=provider, retryable=True)
+
+
+class RetryBudgetExhausted(ProviderError):
+    """A retry was refused because retries already exceed the budget's share of requests.
+
+    Not retryable: the budget exists to stop retry storms against a struggling provider.
+    ``cause`` is the failure that would have been retried."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, provider: str = "", cause: BaseException | None = None) -> None:
+        self.cause = cause
+        super().__init__(message, provider=provider, retryable=False)
 
 
 class WorkerLost(ProviderError):
