@@ -28,6 +28,8 @@
     │   ├── WorkerLost              a pooled worker died mid-call; retry on a fresh one
     │   └── OutputInvalid           the output did not match the task's schema,
     │                               validator or reviewer's minimum score
+    ├── CacheError                  a cache level could not answer; .level (the
+    │                               tiered cache counts it as a miss, never fails the call)
     ├── StoreError                  the run database is unusable; .path
     │   ├── RunNotFound             no run with that id (exit 2)
     │   └── ArtifactNotFound        no artifact or memory entry with that id (exit 2)
@@ -46,6 +48,7 @@ __all__ = [
     "BusError",
     "BusOverflow",
     "BusTimeout",
+    "CacheError",
     "CircuitOpen",
     "ContextBudgetExceeded",
     "HookError",
@@ -237,6 +240,18 @@ class BusOverflow(BusError):
 
 class BusClosed(BusError):
     """The bus or the subscription is closed."""
+
+
+class CacheError(AgentFleetError):
+    """A cache level could not answer (Redis down, a damaged entry); ``.level`` names it.
+
+    The tiered cache treats it as a miss for that level and counts it: a cache must never
+    fail the call it is there to speed up.
+    """
+
+    def __init__(self, message: str, *, level: str = "") -> None:
+        self.level = level
+        super().__init__(f"cache level {level}: {message}" if level else message)
 
 
 class StoreError(AgentFleetError):
