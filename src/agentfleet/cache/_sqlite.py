@@ -24,13 +24,12 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Collection, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import StoreError
 from ..store import DEFAULT_DB
+from ..store._db import connect, transaction
 from ._values import CacheHit, CacheValue, encode_value
 
 __all__ = ["SqliteCache", "SqliteCacheStatistics"]
@@ -95,7 +94,7 @@ class SqliteCache:
                  touch_interval: float = 1.0) -> None:
         if max_entries < 1 or max_bytes < 1:
             raise ValueError("max_entries and max_bytes must be at least 1")
-        self._db, self.path, self._owned = _connect(path)
+        self._db, self.path, self._owned = connect(path, create=True, what="cache")
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._touch_interval = touch_interval
@@ -107,7 +106,7 @@ class SqliteCache:
         self._expirations = 0
         self._invalidations = 0
         try:
-            with self._lock, _transaction(self._db):
+            with self._lock, transaction(self._db):
                 for statement in _SCHEMA:
                     self._db.execute(statement)
         except sqlite3.DatabaseError as exc:
@@ -142,13 +141,13 @@ class SqliteCache:
                     return None
                 value_text, expires, accessed, size, tags_text = row
                 if expires is not None and now >= expires:
-                    with _transaction(self._db):
+                    with transaction(self._db):
                         self._delete_keys([key])
                     self._expirations += 1
                     self._misses += 1
                     return None
                 if now - accessed >= self._touch_interval:
-                    with _transaction(self._db):
+                    with transaction(self._db):
                         self._db.execute("UPDATE cache_entries SET accessed = ? WHERE key = ?", (now, key))
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot read the cache: {exc}", path=self.path) from None
@@ -174,7 +173,7 @@ class SqliteCache:
         with self._lock:
             self._puts += 1
             try:
-                with _transaction(self._db):
+                with transaction(self._db):
                     self._delete_keys([key])
                     if size > self._max_bytes:
                         return False
@@ -192,7 +191,7 @@ class SqliteCache:
         """Remove ``key``; whether it was there."""
         with self._lock:
             try:
-                with _transaction(self._db):
+                with transaction(self._db):
                     return self._delete_keys([key]) > 0
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot delete from the cache: {exc}", path=self.path) from None
@@ -203,7 +202,7 @@ class SqliteCache:
             return set()
         with self._lock:
             try:
-                with _transaction(self._db):
+                with transaction(self._db):
                     rows = self._db.execute(
                         "SELECT DISTINCT key FROM cache_tags WHERE tag IN (SELECT value FROM json_each(?))",
                         (json.dumps(list(tags)),)).fetchall()
@@ -218,7 +217,7 @@ class SqliteCache:
         """Remove every entry (the tag graph stays: it describes tags, not entries)."""
         with self._lock:
             try:
-                with _transaction(self._db):
+                with transaction(self._db):
                     self._db.execute("DELETE FROM cache_tags")
                     self._db.execute("DELETE FROM cache_entries")
             except sqlite3.Error as exc:
@@ -233,7 +232,7 @@ class SqliteCache:
             return
         with self._lock:
             try:
-                with _transaction(self._db):
+                with transaction(self._db):
                     self._db.executemany("INSERT OR IGNORE INTO cache_tag_edges (source, derived) VALUES (?, ?)",
                                          pairs)
             except sqlite3.Error as exc:
@@ -301,47 +300,3 @@ class SqliteCache:
 
     async def discard_all(self) -> None:
         self.clear()
-
-
-# -- the connection (the same settings as the store's; its helpers are private to it) ----
-
-
-def _connect(path: str | os.PathLike[str] | sqlite3.Connection) -> tuple[sqlite3.Connection, str, bool]:
-    """(connection, path for messages, whether this object owns and must close it)."""
-    if isinstance(path, sqlite3.Connection):
-        rows = path.execute("PRAGMA database_list").fetchall()
-        name = next((str(r[2]) for r in rows if r[1] == "main"), "")
-        return path, name or ":memory:", False
-    where = str(path)
-    try:
-        if where != ":memory:":
-            Path(where).parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=5000")
-    except sqlite3.DatabaseError as exc:
-        error = StoreError(f"cannot open cache database: {exc}", path=where)
-        error.exit_code = 2
-        raise error from None
-    except OSError as exc:
-        error = StoreError(f"cannot create cache database: {exc.strerror}", path=where)
-        error.exit_code = 2
-        raise error from None
-    return db, where, True
-
-
-@contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE ... COMMIT, or join the caller's open transaction (they commit it)."""
-    if db.in_transaction:
-        yield
-        return
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")

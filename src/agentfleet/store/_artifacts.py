@@ -26,13 +26,12 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import ArtifactNotFound, StoreError
+from ._db import apply_schema, connect, transaction
 from ._sqlite import DEFAULT_DB
 
 __all__ = ["ArtifactKind", "ArtifactRef", "ArtifactStatistics", "ArtifactStore"]
@@ -107,8 +106,8 @@ class ArtifactStore:
 
     def __init__(self, path: str | os.PathLike[str] | sqlite3.Connection = DEFAULT_DB, *,
                  create: bool = True, clock: Callable[[], float] = time.time) -> None:
-        self._db, self.path, self._owned = _connect(path, create=create, what="artifact")
-        _apply_schema(self._db, _SCHEMA, self.path)
+        self._db, self.path, self._owned = connect(path, create=create, what="artifact")
+        apply_schema(self._db, _SCHEMA, self.path)
         self._clock = clock
         self._lock = threading.RLock()
         self._puts = 0
@@ -146,7 +145,7 @@ class ArtifactStore:
         now = self._clock()
         with self._lock:
             try:
-                with _transaction(self._db):
+                with transaction(self._db):
                     cur = self._db.execute(
                         "INSERT OR IGNORE INTO artifacts (digest, size, kind, encoding, data, created)"
                         " VALUES (?, ?, ?, ?, ?, ?)", (digest, len(raw), kind, encoding, data, now))
@@ -266,64 +265,3 @@ def _kind(value: object) -> ArtifactKind:
         if value == kind:
             return kind
     raise StoreError(f"unknown artifact kind {value!r}")
-
-
-# -- the connection, shared with the memory store --------------------------------------
-
-
-def _connect(path: str | os.PathLike[str] | sqlite3.Connection, *, create: bool,
-             what: str) -> tuple[sqlite3.Connection, str, bool]:
-    """(connection, path for messages, whether the caller owns and must close it)."""
-    if isinstance(path, sqlite3.Connection):
-        rows = path.execute("PRAGMA database_list").fetchall()
-        name = next((str(r[2]) for r in rows if r[1] == "main"), "")
-        return path, name or ":memory:", False
-    where = str(path)
-    if not create and where != ":memory:" and not os.path.exists(where):
-        error = StoreError(f"no {what} database at this path yet", path=where)
-        error.exit_code = 2
-        raise error
-    try:
-        if where != ":memory:":
-            Path(where).parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=5000")
-    except sqlite3.DatabaseError as exc:
-        raise _user_error(StoreError(f"cannot open {what} database: {exc}", path=where)) from None
-    except OSError as exc:
-        raise _user_error(StoreError(f"cannot create {what} database: {exc.strerror}", path=where)) from None
-    return db, where, True
-
-
-def _apply_schema(db: sqlite3.Connection, statements: Sequence[str], path: str) -> None:
-    # One execute per statement: executescript() would COMMIT a caller's open transaction.
-    try:
-        with _transaction(db):
-            for statement in statements:
-                db.execute(statement)
-    except sqlite3.DatabaseError as exc:
-        raise _user_error(StoreError(f"cannot open database: {exc}", path=path)) from None
-
-
-@contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN ... COMMIT, or join the caller's transaction when one is open (they commit it)."""
-    if db.in_transaction:
-        yield
-        return
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
-def _user_error(exc: StoreError) -> StoreError:
-    """A database path that cannot be used is the user's to fix: exit code 2."""
-    exc.exit_code = 2
-    return exc

@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from ..errors import ArtifactNotFound, StoreError
-from ._artifacts import _apply_schema, _connect, _transaction
+from ._db import apply_schema, connect, transaction
 from ._sqlite import DEFAULT_DB
 
 __all__ = [
@@ -124,8 +124,8 @@ class MemoryStore:
             raise ValueError(f"max_entry_chars must be at least 100, got {max_entry_chars}")
         self.max_entries = max_entries
         self.max_entry_chars = max_entry_chars
-        self._db, self.path, self._owned = _connect(path, create=create, what="memory")
-        _apply_schema(self._db, _SCHEMA, self.path)
+        self._db, self.path, self._owned = connect(path, create=create, what="memory")
+        apply_schema(self._db, _SCHEMA, self.path)
         self._clock = clock
         self._lock = threading.RLock()
         self._adds = 0
@@ -165,7 +165,7 @@ class MemoryStore:
             now = self._clock()
             expires = now + seconds if seconds is not None else None
             try:
-                with _transaction(self._db):
+                with transaction(self._db):
                     row = None
                     if key is not None:
                         row = self._db.execute(
@@ -217,13 +217,13 @@ class MemoryStore:
 
     def delete(self, entry_id: int) -> bool:
         """Forget one entry; False if there was none with that id."""
-        with self._lock, _transaction(self._db):
+        with self._lock, transaction(self._db):
             return self._db.execute("DELETE FROM memory WHERE id = ?", (entry_id,)).rowcount > 0
 
     def clear(self, owner: str | None = None, *, scope: MemoryScope | None = None, category: str | None = None) -> int:
         """Forget every entry matching the filters (all of them when none is given); returns how many."""
         where, params = _filters(owner, scope, category)
-        with self._lock, _transaction(self._db):
+        with self._lock, transaction(self._db):
             return int(self._db.execute(f"DELETE FROM memory WHERE {where}", params).rowcount)
 
     def count(self, owner: str | None = None, *, scope: MemoryScope | None = None, category: str | None = None) -> int:
@@ -235,7 +235,7 @@ class MemoryStore:
 
     def purge_expired(self) -> int:
         """Remove every expired entry; returns how many."""
-        with self._lock, _transaction(self._db):
+        with self._lock, transaction(self._db):
             return int(self._db.execute("DELETE FROM memory WHERE expires IS NOT NULL AND expires <= ?",
                                         (self._clock(),)).rowcount)
 
@@ -300,7 +300,7 @@ class MemoryStore:
                     left -= len(entry.content)
                 chosen.append(entry)
             if chosen:
-                with _transaction(self._db):
+                with transaction(self._db):
                     self._db.executemany("UPDATE memory SET uses = uses + 1 WHERE id = ?", [(e.id,) for e in chosen])
             self._recalls += len(chosen)
         return [replace(e, uses=e.uses + 1) for e in chosen]

@@ -25,6 +25,7 @@ from typing import Any
 
 from .._types import TaskRecord, TaskState
 from ..errors import RunNotFound, StoreError
+from ._db import user_error
 
 __all__ = ["DEFAULT_DB", "RunRow", "RunStore"]
 
@@ -143,9 +144,9 @@ class RunStore:
                 if column not in columns:  # databases made before context accounting (issue 3)
                     self._db.execute(f"ALTER TABLE tasks ADD COLUMN {column} {kind}")
         except sqlite3.DatabaseError as exc:
-            raise _user_error(StoreError(f"cannot open run database: {exc}", path=self.path)) from None
+            raise user_error(StoreError(f"cannot open run database: {exc}", path=self.path)) from None
         except OSError as exc:
-            raise _user_error(StoreError(f"cannot create run database: {exc.strerror}", path=self.path)) from None
+            raise user_error(StoreError(f"cannot create run database: {exc.strerror}", path=self.path)) from None
         self._pending_events: list[tuple[Any, ...]] = []
         self._pending_tasks: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._pending_attempts: list[tuple[Any, ...]] = []
@@ -388,9 +389,3 @@ def _run_row(row: tuple[Any, ...]) -> RunRow:
         spec_text=row[6], overrides=json.loads(row[7] or "{}"), options=json.loads(row[8] or "{}"),
         sessions=row[9], error=row[10], summary=json.loads(row[11]) if row[11] else None,
     )
-
-
-def _user_error(exc: StoreError) -> StoreError:
-    """A database path that cannot be used is the user's to fix: exit code 2."""
-    exc.exit_code = 2
-    return exc
