@@ -9,8 +9,7 @@ import pytest
 import redis
 
 from agentfleet.cache import CacheError, RedisCache
-
-from .conftest import REDIS_URL
+from tests.redis_kit import REDIS_URL
 
 V = {"text": "hello", "data": {"a": 1}}
 

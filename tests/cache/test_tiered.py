@@ -8,8 +8,7 @@ from pathlib import Path
 
 from agentfleet.cache import CacheError, MemoryCache, RedisCache, SqliteCache, TagGraph, TieredCache
 from agentfleet.testing import run_virtual
-
-from .conftest import REDIS_URL
+from tests.redis_kit import REDIS_URL
 
 V = {"text": "hello"}
 

@@ -15,8 +15,9 @@ import redis
 from agentfleet.errors import BusError, BusOverflow
 from agentfleet.messaging import RedisBus
 from agentfleet.messaging._redis import redact
+from tests.redis_kit import REDIS_URL
 
-from .conftest import REDIS_URL, until
+from .conftest import until
 
 
 def _bus(namespace: str, **options: Any) -> RedisBus:

@@ -258,7 +258,7 @@ class TestRunnerOnRedis:
     def test_progress_and_questions_cross_processes_through_redis(self) -> None:
         """With a RedisBus, another process's bus sees the run's progress and end, and a task's
         question to another agent travels through Redis and back."""
-        from tests.messaging.conftest import REDIS_URL, delete_namespace, redis_problem
+        from tests.redis_kit import REDIS_URL, delete_namespace, redis_problem
 
         problem = redis_problem()
         if problem is not None:
