@@ -121,8 +121,9 @@ def _activation_rows(plan: _Plan, methods: dict[str, str]) -> list[Row]:
     hand = asyncio.run(m.handover(plan.handovers))
     ours, floor, timer = fast["ours"], fast["floor"], fast["timer"]
     methods["activation"] = (
-        f"AgentPool(size={fast['members']}) of sim members as the runner builds them (one shared provider, "
-        f"warm_each=False), started; {fast['pairs']:,} acquire/release pairs after 2,000 warm-up, each acquire "
+        f"AgentPool(size={fast['members']}) of warm members over one shared sim provider (shared=True, "
+        f"warm_each=False: an HTTP agent's pool without the network; sim and python agents get a SlotPool, a "
+        f"bare counter, in runs), started; {fast['pairs']:,} acquire/release pairs after 2,000 warm-up, each acquire "
         f"timed alone with time.perf_counter_ns (release untimed): acquire_nowait(), else await acquire() "
         f"(needed {fast['slow_path']} times); GC on. Floor: an asyncio.Queue of {fast['members']} tokens, "
         f"get_nowait() else await get(), then put_nowait(). Both include the timer itself: two back-to-back "
@@ -196,7 +197,7 @@ def _slug(label: str) -> str:
 def _memory_rows(methods: dict[str, str], workers: dict[str, dict[str, Any]]) -> list[Row]:
     data = asyncio.run(m.memory(MEMORY_MEMBERS))
     rows = [
-        Row("memory_shared", "3 memory per idle pooled agent (shared sim provider, as the runner builds it)",
+        Row("memory_shared", "3 memory per idle pooled agent (members over one shared provider)",
             [f"{_bytes(data['shared_per_member'])} per member",
              f"{_bytes(data['shared_bytes'])} for {data['members']:,}"],
             "< 100 kB per agent", _verdict(data["shared_per_member"] < 100_000), "memory", data),
@@ -218,7 +219,8 @@ def _memory_rows(methods: dict[str, str], workers: dict[str, dict[str, Any]]) ->
         f"tracemalloc: Python allocations still alive after building and starting a pool of "
         f"{MEMORY_MEMBERS:,} idle members and a full gc.collect(), minus before, divided by {MEMORY_MEMBERS:,}. "
         "Shared: AgentPool(name, factory, shared=True, provider=p, warm_each=False), one sim provider built "
-        "beforehand (what the runner builds for sim, python and per-task command agents; members are slots). "
+        "beforehand (members over one client, as HTTP agents are pooled; sim, python and per-task command "
+        "agents get a SlotPool in runs, which keeps no object per agent at all). "
         "Non-shared: AgentPool(name, lambda: build_provider(agent), size=N), a SimProvider per member (how "
         "command-worker pools are built). tracemalloc counts Python objects only. A command-worker member also "
         "holds an OS process: RSS and private (unshared) memory from /proc/<pid>/status and smaps_rollup of the "

@@ -73,7 +73,7 @@ def _sim_agent(name: str, **options: Any) -> AgentSpec:
 
 
 def _shared_pool(name: str, provider: Provider, size: int, **kw: Any) -> AgentPool:
-    """A pool as the runner builds it for sim/python/per-task agents: slots over one provider."""
+    """Members over one shared, already-warm provider (an HTTP agent's pool, minus the network)."""
     return AgentPool(name, lambda: provider, shared=True, provider=provider, warm_each=False,
                      close_shared=False, size=size, **kw)
 
@@ -321,7 +321,7 @@ async def _traced(build: Callable[[], Any]) -> tuple[int, Any]:
 
 
 async def memory(n: int) -> dict[str, Any]:
-    """Idle members: n slots over one shared sim provider (as the runner builds a sim pool),
+    """Idle members: n members over one shared sim provider (as an HTTP agent's pool is built),
     and n members with a sim provider each (non-shared, as a worker pool is built)."""
     spec = _sim_agent("memory")
     shared_provider = build_provider(spec)
