@@ -524,13 +524,23 @@ class Runner:
 
     # -- context, pools and folds around the scheduler --------------------------------
 
-    def _open_stores(self) -> None:
-        """The artifact and memory stores live beside the runs (in memory without a run store)."""
-        from ..store import ArtifactStore, MemoryStore
+    def _store_path(self) -> str:
+        """Where the artifact and memory stores live: beside the runs, or in memory without a run store."""
+        return self.store.path if self.store is not None else ":memory:"
 
-        path = self.store.path if self.store is not None else ":memory:"
+    def _artifact_store(self) -> Any:
+        """The artifact store, opened on the first output large enough to need it (most runs never do)."""
         if self._artifacts is None:
-            self._artifacts = ArtifactStore(path)
+            from ..store import ArtifactStore
+
+            self._artifacts = ArtifactStore(self._store_path())
+        return self._artifacts
+
+    def _open_stores(self) -> None:
+        """The memory store, when an agent reads memory or a task writes it."""
+        from ..store import MemoryStore
+
+        path = self._store_path()
         if self._memory is None and (any(a.memory is not None for a in self.spec.agents.values())
                                      or any(s.spec is not None and s.spec.remember is not None
                                             for s in self.plan.steps.values())):
@@ -848,8 +858,8 @@ class Runner:
         if size < 0 or size > self._artifact_threshold:
             text = output_text(output)
             size = len(text)
-        if size > self._artifact_threshold and self._artifacts is not None:
-            ref = self._artifacts.put(output, run_id=self.run_id, task_id=inst.id if self.run_id else None)
+        if size > self._artifact_threshold:
+            ref = self._artifact_store().put(output, run_id=self.run_id, task_id=inst.id if self.run_id else None)
             preview = make_preview(text or "", self._preview_chars)
             self._views[inst.id] = ArtifactView(inst.id, ref.digest, size, preview, output)
             inst.record.meta["artifact"] = ref.digest
