@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self
 
 from .._types import Clock, LoopClock
-from ..errors import BusClosed, BusError
+from ..errors import BusClosed, BusError, BusTimeout
 from ._bus import BusStatistics, Handler, Message, Overflow
+from ._deadline import Deadline
 from ._pattern import Router, compile_pattern
 from ._responder import Responder
 from ._subscription import Subscription
@@ -117,13 +118,22 @@ class BusCore:
         """Send a responder's answer to ``request.reply_to`` (transport-specific)."""
         raise NotImplementedError
 
-    def _new_request(self) -> tuple[str, asyncio.Future[Any]]:
-        """A fresh correlation id and the future its reply resolves."""
+    async def _exchange(self, topic: str, timeout: float, send: Callable[[str], Awaitable[object]]) -> Any:
+        """One request/reply: ``send(correlation)`` puts the request out (transport-specific), then
+        wait for its reply; the whole exchange is bounded by ``timeout`` on the bus clock."""
         self._correlations += 1
         correlation = str(self._correlations)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[correlation] = fut
-        return correlation, fut
+        try:
+            async with Deadline(self._clock, timeout):
+                await send(correlation)
+                return await fut
+        except TimeoutError:
+            self._timeouts += 1
+            raise BusTimeout(f"no reply within {timeout:g} s", topic=topic) from None
+        finally:
+            del self._pending[correlation]
 
     def _resolve(self, correlation: str | None, topic: str, data: Any, error: str | None) -> None:
         """A reply arrived: resolve its request's future (late or duplicate replies are ignored)."""

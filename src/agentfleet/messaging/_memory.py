@@ -26,10 +26,9 @@ from types import MappingProxyType
 from typing import Any
 
 from .._types import Clock
-from ..errors import BusClosed, BusError, BusTimeout
+from ..errors import BusClosed, BusError
 from ._bus import NO_HEADERS, Message, make_message
 from ._core import BusCore
-from ._deadline import Deadline
 from ._subscription import Subscription
 
 __all__ = ["InProcessBus"]
@@ -154,16 +153,8 @@ class InProcessBus(BusCore):
         self._requests += 1
         if not any(sub._serving for sub in self._router.match(topic)):
             raise BusError("no responder", topic=topic)
-        correlation, fut = self._new_request()
-        try:
-            async with Deadline(self._clock, timeout):
-                await self._publish_waiting(topic, data, headers, self._inbox, correlation)
-                return await fut
-        except TimeoutError:
-            self._timeouts += 1
-            raise BusTimeout(f"no reply within {timeout:g} s", topic=topic) from None
-        finally:
-            del self._pending[correlation]
+        return await self._exchange(
+            topic, timeout, lambda correlation: self._publish_waiting(topic, data, headers, self._inbox, correlation))
 
     async def connect(self) -> None:
         """Nothing to connect in-process; ``BusClosed`` if the bus is closed."""

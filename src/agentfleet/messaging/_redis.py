@@ -59,10 +59,9 @@ import redis.asyncio as aredis
 from redis.exceptions import RedisError, ResponseError
 
 from .._types import Clock
-from ..errors import BusClosed, BusError, BusOverflow, BusTimeout
+from ..errors import BusClosed, BusError, BusOverflow
 from ._bus import NO_HEADERS, Handler, Message, make_message
 from ._core import BusCore
-from ._deadline import Deadline
 from ._pattern import compile_pattern, matches
 from ._responder import Responder
 from ._subscription import Subscription
@@ -504,23 +503,18 @@ class RedisBus(BusCore):
             await self.connect()
         self._requests += 1
         self._encode(data, topic)  # fail on bad data before waiting for anything
-        correlation, fut = self._new_request()
-        try:
-            async with Deadline(self._clock, timeout):
-                try:
-                    served = await self._served(topic)
-                except (RedisError, OSError) as exc:
-                    raise BusError(f"cannot use Redis at {redact(self.url)}: {exc}", topic=topic) from None
-                if not served:
-                    raise BusError("no responder", topic=topic)
-                await self._backlog_room(topic)
-                self._enqueue(topic, data, headers, self._reply_to, correlation)
-                return await fut
-        except TimeoutError:
-            self._timeouts += 1
-            raise BusTimeout(f"no reply within {timeout:g} s", topic=topic) from None
-        finally:
-            del self._pending[correlation]
+
+        async def send(correlation: str) -> None:
+            try:
+                served = await self._served(topic)
+            except (RedisError, OSError) as exc:
+                raise BusError(f"cannot use Redis at {redact(self.url)}: {exc}", topic=topic) from None
+            if not served:
+                raise BusError("no responder", topic=topic)
+            await self._backlog_room(topic)
+            self._enqueue(topic, data, headers, self._reply_to, correlation)
+
+        return await self._exchange(topic, timeout, send)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
