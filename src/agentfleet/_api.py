@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from ._types import TaskRecord
@@ -30,18 +31,24 @@ def _spec(workflow: WorkflowLike, overrides: dict[str, Any] | None) -> tuple[Wor
     return load_workflow(workflow, overrides=overrides), os.fspath(workflow)
 
 
+@contextlib.contextmanager
+def _runner(workflow: WorkflowLike, overrides: dict[str, Any] | None, store: RunStore | str | None,
+            options: dict[str, Any]) -> Iterator[Runner]:
+    """A Runner for ``workflow``; a store given as a path is opened here and closed afterwards."""
+    spec, path = _spec(workflow, overrides)
+    db = RunStore(store) if isinstance(store, str) else store
+    try:
+        yield Runner(spec, store=db, spec_path=path, overrides=overrides, **options)
+    finally:
+        if isinstance(store, str) and db is not None:
+            db.close()
+
+
 async def run_async(workflow: WorkflowLike, *, overrides: dict[str, Any] | None = None,
                     store: RunStore | str | None = None, **options: Any) -> RunResult:
     """Run a workflow on the current event loop; see ``Runner`` for ``options``."""
-    spec, path = _spec(workflow, overrides)
-    own_store = isinstance(store, str)
-    db = RunStore(store) if isinstance(store, str) else store
-    try:
-        runner = Runner(spec, store=db, spec_path=path, overrides=overrides, **options)
+    with _runner(workflow, overrides, store, options) as runner:
         return await runner.run()
-    finally:
-        if own_store and db is not None:
-            db.close()
 
 
 def run(workflow: WorkflowLike, *, overrides: dict[str, Any] | None = None,
@@ -62,13 +69,6 @@ async def stream(workflow: WorkflowLike, *, overrides: dict[str, Any] | None = N
     Closing the generator early (``contextlib.aclosing``) cancels the rest of the run, which
     stays resumable when a store is given.
     """
-    spec, path = _spec(workflow, overrides)
-    own_store = isinstance(store, str)
-    db = RunStore(store) if isinstance(store, str) else store
-    try:
-        runner = Runner(spec, store=db, spec_path=path, overrides=overrides, **options)
+    with _runner(workflow, overrides, store, options) as runner:
         async for record in runner.results():
             yield record
-    finally:
-        if own_store and db is not None:
-            db.close()
