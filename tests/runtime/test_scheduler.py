@@ -289,3 +289,37 @@ class TestPolicies:
         h.run()
         assert [i for _, i in h.started] == ["b"]
         assert h.scheduler.instances["a"].record.output == "kept"
+
+
+class TestThrottle:
+    """The resource guard's lever: fewer CPU-bound tasks at once, low tiers held, then released."""
+
+    def test_throttle_lowers_an_agents_parallelism_and_lifting_it_restores_it(self) -> None:
+        plan = make([{"id": "w", "agent": "cpu", "map": {"over": list(range(8))}}],
+                    {"cpu": {"provider": "python"}}, max_parallel=4)
+        h = Harness(plan)
+
+        async def go() -> None:
+            h.scheduler.throttle(["cpu"], 0.5, None)  # 4 -> 2 at once
+            loop = asyncio.get_running_loop()
+            loop.call_later(2.5, h.scheduler.throttle, ["cpu"], 1.0, None)
+            await h.scheduler.run()
+
+        run_virtual(go())
+        starts = [t for t, _ in h.started]
+        assert starts == [0, 0, 1, 1, 2, 2, 2.5, 2.5]
+
+    def test_held_tiers_wait_but_never_stall_the_run(self) -> None:
+        plan = make([{"id": "hi", "agent": "a", "tier": "primary"},
+                     {"id": "lo", "agent": "a", "tier": "secondary"},
+                     {"id": "lo2", "agent": "a", "tier": "secondary", "depends_on": ["hi"]}], max_parallel=4)
+        h = Harness(plan, durations={"hi": 3.0})
+
+        async def go() -> None:
+            h.scheduler.throttle([], 1.0, 2)  # below "primary" (2) waits while something runs
+            await h.scheduler.run()
+
+        run_virtual(go())
+        assert h.started[0] == (0, "hi")
+        # nothing else may start while hi runs; afterwards lo goes first (nothing running), then lo2
+        assert next(s for s in h.started if s[1] != "hi")[0] == 3.0

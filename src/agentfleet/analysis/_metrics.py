@@ -181,6 +181,15 @@ class RunReport:
     scores: Mapping[str, float] = field(default_factory=dict)
     rejections: int = 0
     pools: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: per provider+model (identity): calls, failures, 429s, breaker, adaptive limit, waits, hedges
+    resilience: tuple[Mapping[str, Any], ...] = ()
+    #: the response cache: hits (by level), coalesced calls, tokens and seconds saved
+    cache: Mapping[str, Any] = field(default_factory=dict)
+    #: seconds tasks spent waiting on rate limits / adaptive concurrency, in all and per agent
+    limit_wait: float = 0.0
+    limit_wait_by_agent: Mapping[str, float] = field(default_factory=dict)
+    hedges: int = 0
+    fallbacks: int = 0
 
     @property
     def context_reduction(self) -> float | None:
@@ -373,6 +382,8 @@ def analyze(
     latency_scale: float = 1.0,
     providers: Iterable[str] = (),
     pools: Mapping[str, Mapping[str, Any]] | None = None,
+    resilience: Sequence[Mapping[str, Any]] | None = None,
+    cache: Mapping[str, Any] | None = None,
 ) -> RunReport:
     """Measure a run from its task records: makespan, speedup, critical path, agents, tokens.
 
@@ -453,7 +464,22 @@ def analyze(
         scores={r.task_id: r.score for r in records if r.score is not None},
         rejections=sum(int(r.meta.get("rejected", 0)) for r in live),
         pools=dict(pools or {}),
+        resilience=tuple(resilience or ()),
+        cache=dict(cache or {}),
+        limit_wait=sum(float(r.meta.get("limit_wait", 0.0)) for r in live),
+        limit_wait_by_agent=_limit_waits(live),
+        hedges=sum(int(r.meta.get("hedges", 0)) for r in live),
+        fallbacks=sum(int(r.meta.get("fallbacks", 0)) for r in live),
     )
+
+
+def _limit_waits(records: Iterable[TaskRecord]) -> dict[str, float]:
+    waits: dict[str, float] = {}
+    for r in records:
+        wait = r.meta.get("limit_wait")
+        if wait:
+            waits[r.agent] = waits.get(r.agent, 0.0) + float(wait)
+    return waits
 
 
 def _steps_of(task_ids: Iterable[str]) -> tuple[str, ...]:

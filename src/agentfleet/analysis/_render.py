@@ -119,6 +119,12 @@ def report_to_dict(report: RunReport) -> dict[str, Any]:
         "mean_score": _num(report.mean_score),
         "rejections": report.rejections,
         "pools": {name: dict(stats) for name, stats in report.pools.items()},
+        "resilience": [dict(stats) for stats in report.resilience],
+        "cache": dict(report.cache),
+        "limit_wait": _num(report.limit_wait),
+        "limit_wait_by_agent": {name: _num(wait) for name, wait in report.limit_wait_by_agent.items()},
+        "hedges": report.hedges,
+        "fallbacks": report.fallbacks,
     }
 
 
@@ -282,6 +288,63 @@ def _pool_line(report: RunReport) -> Text | None:
     return Text("pools " + "; ".join(parts), style="dim")
 
 
+def _resilience_line(report: RunReport) -> Text | None:
+    """Only what happened: waits on limits, 429s, failures, open circuits, hedges, fallbacks."""
+    parts: list[str] = []
+    if report.limit_wait > 0:
+        worst = max(report.limit_wait_by_agent.items(), key=lambda kv: kv[1]) if report.limit_wait_by_agent \
+            else None
+        text = f"{report.limit_wait:.1f}s waiting on rate limits"
+        if worst is not None and len(report.limit_wait_by_agent) > 1:
+            text += f" (most: {worst[0]} {worst[1]:.1f}s)"
+        parts.append(text)
+    for g in report.resilience:
+        bits = []
+        if g.get("rate_limited"):
+            bits.append(f"{g['rate_limited']} rate-limited")
+        other = int(g.get("failed", 0)) - int(g.get("rate_limited", 0))
+        if other > 0:
+            bits.append(f"{other} failed")
+        if g.get("breaker_opened"):
+            bits.append(f"circuit opened {g['breaker_opened']}x")
+        if g.get("adaptive_limit") is not None and (g.get("rate_limited") or other):
+            bits.append(f"concurrency settled at {g['adaptive_limit']}")
+        if bits:
+            name = str(g.get("identity", "?")).split("@", 1)[0]
+            parts.append(f"{name}: {g.get('calls', 0)} calls, " + ", ".join(bits))
+    if report.hedges:
+        won = sum(int(g.get("hedge_wins", 0)) for g in report.resilience)
+        parts.append(f"{report.hedges} hedged request{'s' if report.hedges != 1 else ''} ({won} won)")
+    if report.fallbacks:
+        parts.append(f"{report.fallbacks} fallback{'s' if report.fallbacks != 1 else ''}")
+    if not parts:
+        return None
+    return Text("providers " + _DOT.join(parts), style="yellow" if report.limit_wait or report.fallbacks
+                else "")
+
+
+def _cache_line(report: RunReport) -> Text | None:
+    c = report.cache
+    hits, coalesced = int(c.get("hits", 0)), int(c.get("coalesced", 0))
+    if not hits and not coalesced:
+        return None
+    line = Text("cache ")
+    levels = ", ".join(f"{name} {n}" for name, n in sorted(dict(c.get("by_level", {})).items()))
+    line.append(f"{hits} hit{'s' if hits != 1 else ''}", style="bold green")
+    if levels:
+        line.append(f" ({levels})")
+    if coalesced:
+        line.append(_DOT + f"{coalesced} identical call{'s' if coalesced != 1 else ''} shared")
+    saved = int(c.get("saved_tokens", 0))
+    if saved:
+        line.append(_DOT + f"{saved:,} tokens")
+        seconds = float(c.get("saved_seconds", 0.0))
+        if seconds:
+            line.append(f" and {seconds:.1f}s of provider time")
+        line.append(" saved")
+    return line
+
+
 def render_context(report: RunReport, console: Console, *, top: int = 20) -> None:
     """Per-task context tokens against the naive whole-history baseline, biggest savings first."""
     if not report.context:
@@ -339,7 +402,8 @@ def render_summary(report: RunReport, console: Console, *, title: str = "") -> N
         console.print(_agent_table(report))
     if report.static is not None:
         console.print(_static_line(report, report.static))
-    for extra in (_context_line(report), _quality_line(report), _pool_line(report)):
+    for extra in (_context_line(report), _quality_line(report), _pool_line(report), _resilience_line(report),
+                  _cache_line(report)):
         if extra is not None:
             console.print(extra)
     note = _note_line(report)

@@ -119,6 +119,8 @@ class TieredCache:
         self._puts = 0
         self._promotions = 0
         self._invalidated = 0
+        #: the name of the level that answered the last ``get`` (None after a miss)
+        self.last_level: str | None = None
 
     @property
     def levels(self) -> tuple[CacheLevel, ...]:
@@ -143,6 +145,7 @@ class TieredCache:
             if value is not None:
                 counts.hits += 1
                 self._hits += 1
+                self.last_level = l1.name
                 return value
             counts.misses += 1
             start = 1
@@ -168,8 +171,10 @@ class TieredCache:
             for upper in range(index):
                 if await self._store(upper, key, hit.value, now, hit.expires, hit.tags, hit.size):
                     self._promotions += 1
+            self.last_level = level.name
             return hit.value
         self._misses += 1
+        self.last_level = None
         return None
 
     async def put(self, key: str, value: CacheValue, *, ttl: float | None = None, tags: Iterable[str] = (),

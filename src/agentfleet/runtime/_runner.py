@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import gc
 import inspect
+import os
 import random
 import secrets
 import time
@@ -26,6 +27,8 @@ import jinja2
 from .._types import Clock, LoopClock, Provider, ProviderRequest, ProviderResponse, TaskRecord, TaskState
 from ..errors import (
     AgentFleetError,
+    CacheError,
+    CircuitOpen,
     ContextBudgetExceeded,
     MissingCredentials,
     OutputInvalid,
@@ -34,12 +37,14 @@ from ..errors import (
     ProviderError,
     ProviderTimeout,
     RateLimited,
+    RetryBudgetExhausted,
     SpecError,
     TaskFailed,
     WorkerLost,
 )
 from ..messaging import Bus, InProcessBus, Subscription
 from ..plan import AGGREGATE_AGENT, Plan, Step, build_plan
+from ..resilience import HedgePolicy, RetryBudget
 from ..spec import AgentSpec, WorkflowSpec
 from ..store import RunStore
 from ._aggregate import Aggregator
@@ -53,8 +58,9 @@ from ._context import (
     whole_history_baseline,
 )
 from ._events import ProgressOutbox, progress_topic
+from ._gateway import CachePlan, Gateway, GuardStatistics, Target, env_limits, limit_fields, merge_limits
 from ._hooks import HookFailure, HookRunner
-from ._pool import AgentPool, PoolStatistics, SlotPool, WouldBlock
+from ._pool import AgentPool, PoolStatistics, SlotPool
 from ._prompt import PromptBook
 from ._quality import REVIEW_SCHEMA, OutputChecks, feedback_prompt, parse_score, review_request
 from ._scheduler import Instance, Scheduler, TaskEvent
@@ -90,6 +96,10 @@ class RunResult:
     latency_scale: float = 1.0
     providers: tuple[str, ...] = ()
     pools: dict[str, PoolStatistics] = field(default_factory=dict)
+    #: per provider+model: calls, failures, 429s, breaker, adaptive limit, limit waits, hedges
+    resilience: list[GuardStatistics] = field(default_factory=list)
+    #: the response cache this run: hits by level, coalesced calls, tokens and seconds saved
+    cache: dict[str, Any] = field(default_factory=dict)
 
     @property
     def context_tokens(self) -> int:
@@ -162,6 +172,7 @@ class Runner:
         options: dict[str, Any] | None = None,
         bus: Bus | None = None,
         run_key: str | None = None,
+        cache: Any = None,
     ) -> None:
         if isinstance(spec, WorkflowSpec) and latency_scale is not None:
             spec.settings.latency_scale = latency_scale
@@ -204,6 +215,10 @@ class Runner:
                     file, line = self.spec.locate("tasks", step.index, "remember", "ttl")
                     raise SpecError(str(exc), file=file, line=line,
                                     field=f"tasks[{step.index}].remember.ttl") from None
+            cache_policy = step.spec.cache if step.spec is not None else None
+            if cache_policy is not None and cache_policy.ttl is not None:
+                _check_ttl(self.spec, cache_policy.ttl, "tasks", step.index, "cache", "ttl")
+        _check_ttl(self.spec, self.spec.settings.cache.ttl, "settings", "cache", "ttl")
         ctx = self.spec.settings.context
         self._artifact_threshold = ctx.artifact_threshold
         self._preview_chars = ctx.preview_chars
@@ -238,6 +253,12 @@ class Runner:
         self._session = 1
         self._hook_failures: list[HookFailure] = []
         self._last_flush = 0.0
+        #: ``None``: the cache the settings describe; ``False``: no cache; a ``TieredCache``: that one
+        self._cache_given = cache
+        self._cache: Any = None
+        self._cache_owned: list[Any] = []
+        self._gateway = Gateway(clock=self.clock)
+        self._fallback_specs: dict[str, AgentSpec] = {}  # "agent~N" -> the agent with its N-th fallback
 
     def subscribe(self, listener: Callable[[TaskEvent], None]) -> None:
         """Receive every task state change synchronously, as the scheduler makes it.
@@ -300,9 +321,91 @@ class Runner:
             self._build_provider(name)
         for name in self._agents_used():
             self._pools[name] = self._make_pool(name, self.spec.agents[name])
+            for n, fallback in enumerate(self.spec.agents[name].fallbacks, 1):
+                alias = f"{name}~{n}"
+                spec = self.spec.agents[name].model_copy(update={
+                    "name": alias, "provider": fallback.provider, "model": fallback.model,
+                    "options": fallback.options, "fallbacks": [], "quality": fallback.quality,
+                    "expected_latency": fallback.expected_latency})
+                self._fallback_specs[alias] = spec
+                self._build_provider(alias, spec)
+                self._pools[alias] = self._make_pool(alias, spec)
+        self._build_gateway()
         # Pools whose members have a cold start worth hiding (processes, connections).
         self._warmable = {name for name, pool in self._pools.items()
-                          if isinstance(pool, AgentPool) and self.spec.agents[name].pool.prewarm}
+                          if isinstance(pool, AgentPool) and self._agent_spec(name).pool.prewarm}
+
+    def _agent_spec(self, name: str) -> AgentSpec:
+        return self.spec.agents.get(name) or self._fallback_specs[name]
+
+    def _build_gateway(self) -> None:
+        """One guard per provider+model (shared by its agents), one route per agent: its primary and fallbacks."""
+        settings = self.spec.settings.resilience
+        gateway = Gateway(clock=self.clock, budget=RetryBudget(settings.retry_budget, settings.retry_budget_min))
+        self._gateway = gateway
+        breaker = (settings.breaker.failures, settings.breaker.window, settings.breaker.cooldown,
+                   settings.breaker.half_open)
+        from_env = env_limits()
+        names = [*self._agents_used(), *self._fallback_specs]
+        # Every agent on one provider+model shares one limiter: the settings for the provider, then
+        # for the provider/model, then each agent's own ``rate_limit``, then the environment.
+        keys: dict[str, list[str]] = {}
+        own: dict[str, list[dict[str, Any]]] = {}
+        for name in names:
+            agent = self._agent_spec(name)
+            identity = self._identity(name, agent)
+            kind = agent.provider.strip().lower()
+            keys.setdefault(identity, [kind, f"{kind}/{agent.model}"])
+            own.setdefault(identity, []).append(limit_fields(agent.rate_limit))
+        layers: dict[str, list[dict[str, Any]]] = {}
+        for identity, (kind, model_key) in keys.items():
+            layers[identity] = [
+                *(limit_fields(settings.limits[k]) for k in (kind, model_key) if k in settings.limits),
+                *own[identity],
+                *(from_env[k] for k in (kind, model_key) if k in from_env),
+            ]
+        for name in self._agents_used():
+            agent = self.spec.agents[name]
+            targets = [self._target(name, agent, layers, breaker)]
+            targets += [self._target(f"{name}~{n}", self._fallback_specs[f"{name}~{n}"], layers, breaker)
+                        for n in range(1, len(agent.fallbacks) + 1)]
+            gateway.add_route(name, targets, agent.routing)
+
+    def _identity(self, name: str, agent: AgentSpec) -> str:
+        provider = self._providers[name]
+        url = getattr(provider, "url", None)
+        label = f"{provider.name}/{agent.model}"
+        return f"{label}@{url}" if isinstance(url, str) and url else label
+
+    def _target(self, name: str, agent: AgentSpec, layers: dict[str, list[dict[str, Any]]],
+                breaker: tuple[int, float, float, int]) -> Target:
+        provider = self._providers[name]
+        identity = self._identity(name, agent)
+        limits = merge_limits(layers[identity])
+        shared = None
+        if limits.get("shared"):
+            shared = self._shared_limiter(identity, limits)
+        http = bool(getattr(provider, "warm_path", None)) and name not in self._given_providers
+        guard = self._gateway.guard(identity, limits=limits, http=http, breaker=breaker, shared=shared)
+        hedge = agent.hedge
+        policy = None
+        if hedge is not None and hedge.after is None:
+            policy = HedgePolicy(hedge.percentile, hedge.min_samples, window=max(hedge.window, hedge.min_samples))
+        return Target(name=name, label=f"{provider.name}/{agent.model}", model=agent.model, pool=self._pools[name],
+                      guard=guard, quality=agent.quality, expected_latency=agent.expected_latency,
+                      hedge=policy, hedge_after=hedge.after if hedge is not None else None)
+
+    def _shared_limiter(self, identity: str, limits: dict[str, Any]) -> Any:
+        url = self.spec.settings.redis or os.environ.get("AGENTFLEET_REDIS")
+        if not url:
+            file, line = self.spec.locate("settings", "redis")
+            raise SpecError(f"limits for {identity} are 'shared', which needs a Redis: set settings.redis "
+                            "(or AGENTFLEET_REDIS) to a URL like redis://127.0.0.1:6379/0",
+                            file=file, line=line, field="settings.redis")
+        from ..resilience import SharedRateLimiter
+
+        return SharedRateLimiter(url, identity, rpm=limits.get("rpm"), tpm=limits.get("tpm"),
+                                 max_concurrency=limits.get("max_concurrency"))
 
     def _make_pool(self, name: str, agent: AgentSpec) -> AgentPool | SlotPool:
         """A pool for ``agent``: members over one shared provider, or (command workers) one each."""
@@ -326,14 +429,16 @@ class Runner:
             return build_provider(agent, clock=self.clock, latency_scale=self.latency_scale, seed=self.seed)
         return self._factory(agent, clock=self.clock, latency_scale=self.latency_scale, seed=self.seed)
 
-    def _build_provider(self, name: str) -> None:
+    def _build_provider(self, name: str, spec: AgentSpec | None = None) -> None:
         if name in self._given_providers:
             self._providers[name] = self._given_providers[name]
             return
         try:
-            self._providers[name] = self._new_provider(self.spec.agents[name])
+            self._providers[name] = self._new_provider(spec if spec is not None else self.spec.agents[name])
         except ProviderConfigError as exc:
-            file, line = self.spec.locate("agents", name)
+            base, _, nth = name.partition("~")
+            file, line = (self.spec.locate("agents", base, "fallbacks", int(nth) - 1) if nth
+                          else self.spec.locate("agents", name))
             where = f"{file}:{line}: " if line else (f"{file}: " if file != "<python>" else "")
             located = type(exc)(f"{where}{exc}")  # str(exc) already names the provider
             located.provider = exc.provider
@@ -405,6 +510,7 @@ class Runner:
             )
         self.loop = asyncio.get_running_loop()
         self._open_stores()
+        await self._open_cache()
         limits = {name: float(pool.max * pool.per_member) for name, pool in self._pools.items()
                   if pool.max is not None}
         # Everything the scheduler builds lives for the whole run: no cyclic-GC passes over the
@@ -480,7 +586,8 @@ class Runner:
                 hook_failures=self._hook_failures, elapsed=time.perf_counter() - wall0,
                 max_parallel=self.max_parallel, latency_scale=self.latency_scale,
                 providers=tuple(sorted({p.name for p in self._providers.values()})),
-                pools=self.pool_statistics(),
+                pools=self.pool_statistics(), resilience=self._gateway.statistics(),
+                cache=await self._close_cache(),
             )
             self.result = result
             for responder in responders:
@@ -500,7 +607,9 @@ class Runner:
                     "counts": result.counts(), "latency_scale": self.latency_scale,
                     "max_parallel": self.max_parallel, "context_tokens": result.context_tokens,
                     "naive_tokens": result.naive_tokens,
-                    "pools": {name: dataclasses.asdict(stats) for name, stats in result.pools.items()}})
+                    "pools": {name: dataclasses.asdict(stats) for name, stats in result.pools.items()},
+                    "resilience": [dataclasses.asdict(stats) for stats in result.resilience],
+                    "cache": result.cache})
         return result
 
     def _start_watchers(self) -> list[tuple[Subscription, asyncio.Task[None]]]:
@@ -545,6 +654,84 @@ class Runner:
                                      or any(s.spec is not None and s.spec.remember is not None
                                             for s in self.plan.steps.values())):
             self._memory = MemoryStore(path)
+
+    async def _open_cache(self) -> None:
+        """The response cache the settings describe: L1 memory (one per process), L2 Redis when
+        configured, L3 SQLite beside the runs. ``AGENTFLEET_CACHE=off`` (or ``--no-cache``) turns it off."""
+        given = self._cache_given
+        if given is False or self._cache is not None:
+            return
+        if given is not None:
+            self._cache = given
+        else:
+            cfg = self.spec.settings.cache
+            if not cfg.enabled or os.environ.get("AGENTFLEET_CACHE", "").strip().lower() in _OFF:
+                return
+            from ..cache import RedisCache, SqliteCache, TieredCache
+            from ..store import parse_ttl
+
+            levels: list[Any] = []
+            if cfg.memory_entries and cfg.memory_bytes:
+                levels.append(process_memory_cache(cfg.memory_entries, cfg.memory_bytes))
+            if cfg.redis:
+                redis = RedisCache(cfg.redis)
+                self._cache_owned.append(redis)
+                try:
+                    await redis.lookup("agentfleet:ping", time.time())
+                except CacheError as exc:
+                    file, line = self.spec.locate("settings", "cache", "redis")
+                    where = f"{file}:{line}: " if line else ""
+                    raise CacheError(f"{where}settings.cache.redis: cannot use {redis.url}: {exc}; "
+                                     "start Redis or remove the setting") from None
+                levels.append(redis)
+            if cfg.sqlite and self.store is not None:
+                sqlite = (SqliteCache(self.store.path, max_bytes=cfg.sqlite_bytes) if cfg.sqlite_bytes
+                          else SqliteCache(self.store.path))
+                self._cache_owned.append(sqlite)
+                levels.append(sqlite)
+            if not levels:
+                return
+            self._cache = TieredCache(levels, default_ttl=parse_ttl(cfg.ttl))
+        self._gateway.use_cache(self._cache, coalesce=self.spec.settings.resilience.coalesce)
+
+    async def _close_cache(self) -> dict[str, Any]:
+        """The run's cache figures; counters added to the persistent level; owned levels closed."""
+        cache, self._cache = self._cache, None
+        self._gateway.cache = None
+        report: dict[str, Any] = {}
+        if cache is not None:
+            stats = cache.statistics()
+            counters = self._gateway.cache_counters
+            report = {
+                "lookups": stats.gets, "hits": counters.hits, "misses": stats.misses, "writes": counters.writes,
+                "coalesced": counters.coalesced, "saved_tokens": counters.saved_tokens,
+                "saved_seconds": round(counters.saved_seconds, 6), "by_level": dict(counters.by_level),
+                "levels": [{"name": level.name, "lookups": level.lookups, "hits": level.hits,
+                            "misses": level.misses, "errors": level.errors,
+                            "latency_mean": level.latency_mean, "latency_max": level.latency_max}
+                           for level in stats.levels],
+            }
+            persistent = next((level for level in cache.levels if hasattr(level, "add_counters")), None)
+            if persistent is not None:
+                for level in stats.levels:
+                    hits = counters.by_level.get(level.name, 0)
+                    share = hits / counters.hits if counters.hits else 0.0
+                    try:
+                        persistent.add_counters(
+                            level.name, hits=level.hits, misses=level.misses,
+                            writes=counters.writes if level.name == "sqlite" else 0,
+                            saved_tokens=round(counters.saved_tokens * share),
+                            saved_seconds=counters.saved_seconds * share, lookup_seconds=level.latency_total)
+                    except AgentFleetError:
+                        pass  # figures are not worth failing a finished run for
+        for level in self._cache_owned:
+            closing = getattr(level, "aclose", None)
+            if closing is not None:
+                await closing()
+            else:
+                level.close()
+        self._cache_owned.clear()
+        return report
 
     def _restore_context(self, previous: dict[str, TaskRecord]) -> None:
         """On resume: finished outputs count as history, feed folds, and mark their steps started."""
@@ -665,7 +852,6 @@ class Runner:
             record.error = aggregator.error
             raise ProviderError(aggregator.error, provider="aggregate", retryable=False)
         agent = self.spec.agents[step.agent]
-        pool = self._pools[step.agent]
         record.provider = self._providers[step.agent].name
         hooks = self._task_hooks
         if hooks[0]:
@@ -725,6 +911,11 @@ class Runner:
         fixes = task.validation_retries if task is not None else 0
         base_prompt = prompt
         lost_once = False
+        gateway = self._gateway
+        route_at = 0  # the candidate (primary, then fallbacks) calls start from
+        failures_before = 0  # failures counted against earlier candidates
+        deadline = (task.deadline if task is not None else None) or timeout
+        caching = self._cache is not None and (task is None or task.cache is None or task.cache.enabled)
         while True:
             record.attempts += 1
             attempt_start = scheduler.now() if store is not None else 0.0
@@ -733,14 +924,20 @@ class Runner:
                 max_tokens=agent.max_tokens, temperature=agent.temperature, output_schema=schema,
                 timeout=timeout, options={"attempt": record.attempts},
             )
+            plan = self._cache_plan(inst, request) if caching else None
             error: ProviderError | PoolError
             answer: Any = None
             try:
-                response = await self._call(pool, request, timeout)
+                response = await gateway.call(step.agent, request, timeout=timeout, meta=record.meta,
+                                              first=route_at, deadline=deadline, cache=plan)
                 record.context_tokens = response.tokens_in or (
                     sent if prompt is base_prompt else estimate_tokens(system) + estimate_tokens(prompt))
-                record.tokens_in += response.tokens_in
-                record.tokens_out += response.tokens_out
+                if response.meta.get("cache") or record.meta.get("coalesced"):
+                    # answered without a provider call of its own: what it would have cost is saved
+                    record.meta["saved_tokens"] = response.tokens_in + response.tokens_out
+                else:
+                    record.tokens_in += response.tokens_in
+                    record.tokens_out += response.tokens_out
                 answer = response.text
                 output = self._checks.parse(step.id, response)
                 if checked:
@@ -765,6 +962,8 @@ class Runner:
             except (ProviderError, PoolError) as exc:
                 error = exc
             else:
+                if plan is not None and not record.meta.get("coalesced"):
+                    await gateway.remember(plan, response)
                 await self._succeeded(inst, output, response, store, run_id, attempt_start)
                 return
             if store is not None:
@@ -774,16 +973,60 @@ class Runner:
                 lost_once = True  # its worker died under it: once more, on a fresh member, at once
                 continue
             failures = record.attempts - record.meta.get("rejected", 0)  # redone rejections are not retries
-            if isinstance(error, ProviderError) and error.retryable and failures <= step.retries:
-                retry_after = error.retry_after if isinstance(error, RateLimited) else None
-                await clock.sleep(backoff_delay(failures, base=self._backoff[0], cap=self._backoff[1],
-                                                rng=self._rng, retry_after=retry_after))
-                continue
+            if isinstance(error, ProviderError) and error.retryable:
+                own = failures - failures_before  # failures on the current candidate
+                more = route_at + 1 < gateway.candidates(step.agent)
+                if own <= step.retries and not (more and isinstance(error, CircuitOpen)):
+                    if gateway.budget.try_retry(clock.now()):
+                        await clock.sleep(self._retry_delay(own, error, gateway.reopens_in(step.agent, route_at)))
+                        continue
+                    spent = gateway.budget.statistics(clock.now())
+                    error = RetryBudgetExhausted(
+                        f"task {inst.id}: not retried, the run's retry budget is spent ({spent.retries} "
+                        f"retries for {spent.requests} requests in the last {gateway.budget.window_s:g}s); last error: "
+                        f"{error}", provider=record.provider, cause=error)
+                if more:
+                    # the primary is open or exhausted: the next fallback, at once
+                    route_at += 1
+                    failures_before = failures
+                    record.meta["fallbacks"] = record.meta.get("fallbacks", 0) + 1
+                    continue
             record.error = str(error)
             if hooks[2]:
                 await self._fire("on_failure", {"task_id": inst.id, "agent": step.agent, "error": record.error,
                                                 "attempts": record.attempts})
             raise error
+
+    def _retry_delay(self, failures: int, error: ProviderError, reopens_in: float | None) -> float:
+        """Backoff with full jitter, never sooner than the server's Retry-After or the circuit's half-open."""
+        wait = reopens_in
+        if isinstance(error, RateLimited) and error.retry_after is not None:
+            wait = max(wait or 0.0, error.retry_after)
+        elif isinstance(error, CircuitOpen) and error.retry_at is not None:
+            wait = max(wait or 0.0, error.retry_at - self.clock.now())
+        return backoff_delay(failures, base=self._backoff[0], cap=self._backoff[1], rng=self._rng, retry_after=wait)
+
+    def _cache_plan(self, inst: Instance, request: ProviderRequest) -> CachePlan | None:
+        """The cache key and tags of a task's call, or None when its answer may not be reused."""
+        from ..cache import cache_key, cacheable
+
+        task = inst.step.spec
+        policy = task.cache if task is not None else None
+        if not cacheable(request, opt_in=policy is not None and policy.always):
+            return None
+        provider = self._providers[inst.step.agent]
+        key = cache_key(request, provider=self._gateway.target(inst.step.agent, 0).guard.identity
+                        if inst.step.agent in self._gateway.routes else provider.name)
+        workflow = self.spec.name
+        ttl = None
+        if policy is not None and policy.ttl is not None:
+            from ..store import parse_ttl
+
+            ttl = parse_ttl(policy.ttl)
+        sources = tuple(f"task:{workflow}/{dep}" for dep in inst.record.depends_on)
+        if policy is not None:
+            sources += tuple(policy.tags)
+        return CachePlan(key=key, ttl=ttl, tags=(f"task:{workflow}/{inst.id}",), derived_from=sources)
 
     async def _answer(self, name: str, data: Any) -> str:
         """A teammate's question to agent ``name`` (over the bus), answered by a member of its pool."""
@@ -798,7 +1041,7 @@ class Runner:
             prompt=f"{asked.get('from', 'A teammate')} (working on {task}) asks you:\n{asked.get('question', '')}",
             max_tokens=agent.max_tokens, temperature=agent.temperature, timeout=agent.timeout,
             options={"asked_by": asked.get("from")})
-        response = await self._call(self._pools[name], request, agent.timeout)
+        response = await self._gateway.call(name, request, timeout=agent.timeout)
         return response.text
 
     def _own_prompt(self, inst: Instance) -> str:
@@ -809,25 +1052,6 @@ class Runner:
                                      inputs=dict.fromkeys(step.inputs, BLANK), item=inst.item, index=inst.index)
         except (jinja2.TemplateError, TypeError, ValueError):
             return step.spec.prompt if step.spec is not None else ""
-
-    async def _call(self, pool: AgentPool | SlotPool, request: ProviderRequest,
-                    timeout: float | None) -> ProviderResponse:
-        """One provider call on a pool member (the wait for a member is not part of the timeout)."""
-        try:
-            member = pool.acquire_nowait()
-        except WouldBlock:
-            member = await pool.acquire()
-        lost = False
-        try:
-            if timeout is not None:
-                async with asyncio.timeout(timeout):
-                    return await member.provider.complete(request)
-            return await member.provider.complete(request)
-        except WorkerLost:
-            lost = True
-            raise
-        finally:
-            pool.release(member, lost=lost)
 
     async def _succeeded(self, inst: Instance, output: Any, response: ProviderResponse, store: RunStore | None,
                          run_id: str, attempt_start: float) -> None:
@@ -898,7 +1122,7 @@ class Runner:
                                   options={"review_of": inst.id, "attempt": inst.record.attempts})
         record = inst.record
         try:
-            response = await self._call(self._pools[review.agent], request, reviewer.timeout)
+            response = await self._gateway.call(review.agent, request, timeout=reviewer.timeout)
         except (ProviderError, TimeoutError) as exc:
             record.meta["review_error"] = str(exc) or type(exc).__name__
             return  # a reviewer that cannot answer does not fail the work it reviews
@@ -950,7 +1174,7 @@ class Runner:
             prompt=f"Shorten the following to at most {room} tokens (about {room * 4} characters):\n\n{text}",
             max_tokens=room, temperature=agent.temperature, timeout=agent.timeout,
         )
-        response = await self._call(self._pools[summarizer], request, agent.timeout)
+        response = await self._gateway.call(summarizer, request, timeout=agent.timeout)
         inst.record.tokens_in += response.tokens_in
         inst.record.tokens_out += response.tokens_out
         return response.text
@@ -1001,6 +1225,31 @@ async def _watch(sub: Subscription, callback: Callable[[list[Any]], Any]) -> Non
         done = callback(message.data)
         if inspect.isawaitable(done):
             await done
+
+
+def _check_ttl(spec: WorkflowSpec, value: Any, *path: Any) -> None:
+    from ..store import parse_ttl
+
+    try:
+        parse_ttl(value)
+    except ValueError as exc:
+        file, line = spec.locate(*path)
+        field_name = ".".join(f"[{p}]" if isinstance(p, int) else p for p in path).replace(".[", "[")
+        raise SpecError(str(exc), file=file, line=line, field=field_name) from None
+
+
+_OFF = frozenset({"0", "off", "false", "no"})
+_MEMORY_CACHES: dict[tuple[int, int], Any] = {}
+
+
+def process_memory_cache(entries: int, size: int) -> Any:
+    """The L1 cache of this process for a size (runs in one process share their answers)."""
+    cache = _MEMORY_CACHES.get((entries, size))
+    if cache is None:
+        from ..cache import MemoryCache
+
+        cache = _MEMORY_CACHES[(entries, size)] = MemoryCache(max_entries=entries, max_bytes=size)
+    return cache
 
 
 def _one_process_per_member(agent: AgentSpec) -> bool:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -159,6 +159,8 @@ class Scheduler:
         for name, limit in (agent_limits or {}).items():
             # e.g. a pool's ``max``: admitting more would only park tasks in the pool's queue
             self._agent_limit[name] = min(self._agent_limit.get(name, math.inf), limit)
+        self._base_limit = dict(self._agent_limit)  # before any resource-guard throttling
+        self._held_below: int | None = None  # tiers with a lower priority wait (resource guard)
         tiers = settings.tiers
         self._tier_running: dict[str, int] = {t: 0 for t in tiers}
         self._tier_reserve = {
@@ -204,6 +206,22 @@ class Scheduler:
     def now(self) -> float:
         """Seconds since the run started, on the run's clock."""
         return self._time() - self._t0
+
+    def throttle(self, agents: Iterable[str], factor: float, hold_below: int | None) -> None:
+        """Resource pressure: ``agents`` (CPU-bound ones) get ``factor`` of their usual parallelism
+        (of ``max_parallel`` when unlimited; never below 1), and tiers with a priority below
+        ``hold_below`` start nothing new (unless nothing runs at all). ``factor=1, hold_below=None``
+        lifts it. Running tasks are never stopped."""
+        for name in agents:
+            base = self._base_limit.get(name, math.inf)
+            if factor >= 1.0:
+                self._agent_limit[name] = base
+            else:
+                ceiling = base if base != math.inf else float(self.max_parallel)
+                self._agent_limit[name] = max(1.0, math.floor(ceiling * factor))
+        self._held_below = hold_below
+        if self._finished is not None and not self._finished.done():
+            self._pump()
 
     def statistics(self) -> SchedulerStats:
         total = len(self.instances)
@@ -399,6 +417,9 @@ class Scheduler:
             if best is None:
                 return
             inst: Instance = best[3]
+            held = self._held_below
+            if held is not None and self.running and self._tier_priority.get(inst.step.tier, 0) < held:
+                return  # the resource guard holds low tiers back; everything ranked below waits too
             if not self._admissible_tier(inst.step.tier):
                 # The best candidate is held back by a higher tier's reservation; so is
                 # everything of its tier or lower, and higher tiers would have sorted first.

@@ -14,16 +14,24 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 __all__ = [
     "AgentSpec",
     "AggregateSpec",
+    "BreakerSpec",
+    "CacheSettings",
     "ContextSettings",
     "ContextSpec",
+    "FallbackSpec",
+    "GuardSpec",
+    "HedgeSpec",
     "HookSpec",
     "HooksSpec",
+    "LimitSpec",
     "MapSpec",
     "MemorySpec",
     "PoolSpec",
     "RememberSpec",
+    "ResilienceSettings",
     "ReviewSpec",
     "SettingsSpec",
+    "TaskCacheSpec",
     "TaskSpec",
     "TierSpec",
     "WorkflowSpec",
@@ -77,6 +85,122 @@ class MemorySpec(_Model):
     max_tokens: int = Field(800, ge=1, le=1_000_000)
 
 
+class LimitSpec(_Model):
+    """Client-side limits for one provider+model, shared by every agent that calls it.
+
+    ``rpm`` requests and ``tpm`` tokens per minute (token buckets; tokens estimated before a
+    call and settled with the provider's reported usage), at most ``max_concurrency`` calls in
+    flight (a slot is held until the answer arrives). ``adaptive`` sizes concurrency from the
+    provider's answers (AIMD; on by default for HTTP providers, starting at
+    ``initial_concurrency``). ``shared`` shares the buckets through Redis (``settings.redis``)
+    with every runner using the same provider+model.
+    """
+
+    rpm: float | None = Field(None, gt=0)
+    tpm: float | None = Field(None, gt=0)
+    max_concurrency: int | None = Field(None, ge=1, le=100_000)
+    adaptive: bool | None = None
+    initial_concurrency: int = Field(16, ge=1, le=100_000)
+    shared: bool = False
+
+
+class FallbackSpec(_Model):
+    """An alternative provider/model for an agent, tried when the primary is open or exhausted.
+
+    ``quality`` weighs candidates when the agent routes by latency (higher is better)."""
+
+    provider: str
+    model: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    quality: float = Field(1.0, ge=0)
+    expected_latency: float | None = Field(None, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        # "anthropic/claude-3-5-haiku" = {provider: anthropic, model: claude-3-5-haiku}
+        if isinstance(value, str):
+            provider, sep, model = value.partition("/")
+            if not sep or not provider or not model:
+                raise ValueError(f"a fallback is 'provider/model' or a mapping, got {value!r}")
+            return {"provider": provider, "model": model}
+        return value
+
+
+class HedgeSpec(_Model):
+    """Hedged requests: when a call has not answered after the ``percentile`` of recent latencies
+    (or a fixed ``after`` seconds), send one identical request more and keep the first answer."""
+
+    percentile: float = Field(0.95, gt=0, lt=1)
+    after: float | None = Field(None, gt=0)
+    min_samples: int = Field(20, ge=1, le=100_000)
+    window: int = Field(1000, ge=1, le=1_000_000)
+
+
+class BreakerSpec(_Model):
+    """Circuit breaker per provider+model: open after ``failures`` failures within ``window``
+    seconds, half-open ``cooldown`` seconds later with ``half_open`` probe calls."""
+
+    failures: int = Field(5, ge=1, le=1_000_000)
+    window: float = Field(30.0, gt=0)
+    cooldown: float = Field(15.0, ge=0)
+    half_open: int = Field(1, ge=1, le=10_000)
+
+
+class GuardSpec(_Model):
+    """The local resource guard: above ``cpu`` (or ``memory``) use of the machine, CPU-bound agents
+    (command, python) run fewer at once and tiers below ``hold_below`` wait; both recover below
+    the ``*_low`` marks."""
+
+    enabled: bool = True
+    cpu: float = Field(0.9, gt=0, le=1)
+    cpu_low: float = Field(0.7, gt=0, le=1)
+    memory: float = Field(0.9, gt=0, le=1)
+    memory_low: float = Field(0.8, gt=0, le=1)
+    interval: float = Field(0.5, gt=0)
+    hold_below: str | int | None = "primary"  # tier name or priority; lower tiers wait under pressure
+
+
+class ResilienceSettings(_Model):
+    """How provider calls absorb rate limits and faults (see docs/resilience.md)."""
+
+    limits: dict[str, LimitSpec] = Field(default_factory=dict)  # "provider" or "provider/model"
+    retry_budget: float = Field(0.2, ge=0, le=100)  # retries as a share of requests (per run)
+    retry_budget_min: float = Field(1.0, ge=0)  # retries per second always allowed
+    breaker: BreakerSpec = Field(default_factory=lambda: BreakerSpec())
+    guard: GuardSpec = Field(default_factory=lambda: GuardSpec())
+    coalesce: bool = True
+
+    @field_validator("guard", mode="before")
+    @classmethod
+    def _guard_switch(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
+
+
+class CacheSettings(_Model):
+    """The tiered response cache. L1 memory and L3 SQLite (the run database) are on by default;
+    L2 Redis when ``redis`` is set. ``ttl`` is the default lifetime (seconds or "7d")."""
+
+    enabled: bool = True
+    ttl: float | str | None = "30d"
+    memory_entries: int = Field(10_000, ge=0, le=100_000_000)
+    memory_bytes: int = Field(64 * 2**20, ge=0)
+    sqlite: bool = True
+    sqlite_bytes: int | None = Field(None, ge=0)
+    redis: str | None = None
+
+
+class TaskCacheSpec(_Model):
+    """A task's cache policy: ``enabled`` false never reads or writes the cache; ``always`` caches
+    non-deterministic answers too (temperature above 0); ``tags`` mark what the answer derives from
+    (``agentfleet cache invalidate TAG`` drops it and everything downstream)."""
+
+    enabled: bool = True
+    always: bool = False
+    ttl: float | str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+
 class AgentSpec(_Model):
     """A persona: who it is, what backs it and its limits."""
 
@@ -96,6 +220,18 @@ class AgentSpec(_Model):
     max_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
     options: dict[str, Any] = Field(default_factory=dict)
+    rate_limit: LimitSpec | None = None  # this agent's provider+model (merged with settings.resilience.limits)
+    fallbacks: list[FallbackSpec] = Field(default_factory=list)
+    routing: Literal["ordered", "latency"] = "ordered"
+    quality: float = Field(1.0, ge=0)
+    hedge: HedgeSpec | None = None
+
+    @field_validator("hedge", mode="before")
+    @classmethod
+    def _hedge_switch(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        return None if value is False else value
 
 
 class MapSpec(_Model):
@@ -202,6 +338,15 @@ class TaskSpec(_Model):
     validation_retries: int = Field(2, ge=0, le=20)
     remember: RememberSpec | None = None
     aggregate: AggregateSpec | None = None
+    cache: TaskCacheSpec | None = None
+    deadline: float | None = Field(None, gt=0)  # for routing by latency; default: timeout
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache_switch(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return {"enabled": value}
+        return {"enabled": True, "always": True} if value == "always" else value
 
     @field_validator("review", mode="before")
     @classmethod
@@ -324,6 +469,14 @@ class SettingsSpec(_Model):
     )
     latency_scale: float = Field(1.0, gt=0)
     context: ContextSettings = Field(default_factory=lambda: ContextSettings())
+    resilience: ResilienceSettings = Field(default_factory=lambda: ResilienceSettings())
+    cache: CacheSettings = Field(default_factory=lambda: CacheSettings())
+    redis: str | None = None  # Redis URL for limits shared across runners (``shared: true``)
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache_switch(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
 
 
 class WorkflowSpec(_Model):
