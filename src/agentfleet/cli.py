@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
+from ._cache_cli import cache_app
 from ._memory_cli import memory_app
 from .errors import AgentFleetError, SpecError
 from .store import DEFAULT_DB
@@ -35,6 +36,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.add_typer(memory_app, name="memory")
+app.add_typer(cache_app, name="cache")
 
 _state: dict[str, Any] = {"debug": False}
 out = Console(highlight=False)
@@ -96,7 +98,8 @@ def _runner_for(spec: Any, store: Any, options: dict[str, Any], *, spec_path: st
     _apply_provider(spec, options.get("provider"), options.get("model"), options.get("base_url"))
     return Runner(spec, store=store, max_parallel=options.get("max_parallel"), policy=options.get("policy"),
                   admission=options.get("admission"), latency_scale=options.get("scale"),
-                  seed=options.get("seed") or 0, spec_path=spec_path, overrides=overrides, options=options)
+                  seed=options.get("seed") or 0, spec_path=spec_path, overrides=overrides, options=options,
+                  cache=False if options.get("no_cache") else None)
 
 
 async def _run_with_signals(coro: Any) -> Any:
@@ -140,7 +143,8 @@ def _execute(runner: Any, *, json_out: bool, quiet: bool, stream: bool, resume: 
         raise typer.Exit(130)
     report = analyze(result.records, max_parallel=result.max_parallel, latency_scale=result.latency_scale,
                      providers=result.providers,
-                     pools={name: dataclasses.asdict(stats) for name, stats in result.pools.items()})
+                     pools={name: dataclasses.asdict(stats) for name, stats in result.pools.items()},
+                     resilience=[dataclasses.asdict(stats) for stats in result.resilience], cache=result.cache)
     if json_out:
         payload = {
             "run_id": result.run_id,
@@ -186,6 +190,7 @@ def run(
     scale: Annotated[float | None, typer.Option(min=0.0001, help="Scale sim latencies (0.1 = 10x faster).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the sim provider and retry jitter.")] = 0,
     stream: Annotated[bool, typer.Option("--stream", help="Print each task's result as it completes.")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")] = False,
     db: DbOpt = DEFAULT_DB,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -202,7 +207,8 @@ def run(
             if value is not None and value not in allowed:
                 raise SpecError(f"--{name} must be one of {', '.join(allowed)}, got {value!r}")
         options = {"provider": provider, "model": model, "base_url": base_url, "max_parallel": max_parallel,
-                   "policy": policy, "admission": admission, "scale": scale, "seed": seed}
+                   "policy": policy, "admission": admission, "scale": scale, "seed": seed,
+                   **({"no_cache": True} if no_cache else {})}
         store = RunStore(db)
         runner = _runner_for(spec, store, options, spec_path=str(workflow), overrides=overrides)
         try:
@@ -423,7 +429,8 @@ def report(
     providers = {r.provider for r in records if r.provider}
     rep = analyze(records, max_parallel=facts.get("max_parallel") or None,
                   latency_scale=facts.get("latency_scale") or facts.get("scale") or 1.0, providers=providers,
-                  pools=facts.get("pools") or None)
+                  pools=facts.get("pools") or None, resilience=facts.get("resilience") or None,
+                  cache=facts.get("cache") or None)
     if json_out:
         out.print_json(json.dumps({"run_id": row.id, "workflow": row.name, "status": row.status,
                                    "report": report_to_dict(rep)}, default=str))
@@ -452,7 +459,8 @@ def demo(
             out.print(f"[bold]agentfleet demo[/]: {escape(spec.name)} on the [bold]sim[/] provider "
                       f"(simulated LLM, latencies x{scale:g}; no network, no API key)")
         store = RunStore(db)
-        runner = _runner_for(spec, store, {"scale": scale, "provider": "sim"},
+        # The demo shows parallel execution, so it always runs for real (never from the cache).
+        runner = _runner_for(spec, store, {"scale": scale, "provider": "sim", "no_cache": True},
                              spec_path="examples/parallel_sprint.yaml", overrides={})
         try:
             _execute(runner, json_out=json_out, quiet=quiet, stream=not (json_out or quiet), title=spec.name)

@@ -13,7 +13,8 @@ class TestExports:
         assert sorted(cache.__all__) == sorted([
             "CacheError", "CacheHit", "CacheLevel", "CacheValue", "Coalescer", "CoalescerStatistics",
             "LevelStatistics", "MemoryCache", "MemoryCacheStatistics", "RedisCache", "RedisCacheStatistics",
-            "SqliteCache", "SqliteCacheStatistics", "TagGraph", "TagGraphStore", "TieredCache",
+            "RedisCacheSummary", "SqliteCache", "SqliteCacheEntry", "SqliteCacheStatistics", "SqliteCacheSummary",
+            "TagGraph", "TagGraphStore", "TieredCache",
             "TieredCacheStatistics", "cache_key", "cacheable", "response_from_json", "response_to_json",
         ])
 

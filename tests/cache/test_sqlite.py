@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from agentfleet.cache import SqliteCache
+from agentfleet.errors import StoreError
 from agentfleet.testing import run_virtual
 
 V = {"text": "hello", "tokens_in": 1}
@@ -157,3 +160,171 @@ class TestSqliteCache:
 
         run_virtual(main())
         cache.close()
+
+
+class TestHitsAndCounters:
+    """Per-entry hits, the cumulative per-level counters, the summary and migrating an older file."""
+
+    def test_a_hit_counts_on_the_entry_and_stamps_it(self) -> None:
+        """Each hit adds one to the entry's hits and sets last_hit_at; misses and expired reads do not."""
+        with SqliteCache(":memory:") as cache:
+            cache.put("a", V, now=0.0, ttl=100.0)
+            assert cache.get("a", 5.0) == V
+            assert cache.get("a", 7.0) == V
+            assert cache.get("nope", 8.0) is None
+            (entry,) = cache.summary(now=8.0).top
+            assert (entry.key, entry.hits, entry.last_hit_at) == ("a", 2, 7.0)
+            assert cache.get("a", 100.0) is None  # expired: deleted, not counted
+            assert cache.summary(now=100.0).top == ()
+
+    def test_counting_a_hit_keeps_the_touch_interval(self) -> None:
+        """Hits within touch_interval still leave ``accessed`` (the eviction order) alone."""
+        with SqliteCache(":memory:", max_entries=2, touch_interval=10.0) as cache:
+            cache.put("a", V, now=1.0)
+            cache.put("b", V, now=2.0)
+            assert cache.get("a", 3.0) == V and cache.get("a", 4.0) == V
+            cache.put("c", V, now=5.0)
+            assert cache.get("a", 6.0) is None and cache.get("b", 6.0) == V
+
+    def test_a_new_put_starts_the_entry_count_again(self) -> None:
+        """Replacing a key replaces its hit count (it is a different answer)."""
+        with SqliteCache(":memory:") as cache:
+            cache.put("a", V, now=0.0)
+            cache.get("a", 1.0)
+            cache.put("a", V, now=2.0)
+            assert cache.summary(now=2.0).hits == 0
+
+    def test_add_counters_accumulates_per_level(self) -> None:
+        """add_counters adds to the stored totals per level; counters() reads them with the report count."""
+        with SqliteCache(":memory:") as cache:
+            assert cache.counters() == {}
+            cache.add_counters("memory", hits=3, misses=1, lookup_seconds=0.5)
+            cache.add_counters("memory", hits=2, writes=4, evictions=1, saved_tokens=100, saved_seconds=1.5)
+            cache.add_counters("sqlite", misses=7)
+            assert cache.counters() == {
+                "memory": {"hits": 5, "misses": 1, "writes": 4, "evictions": 1, "saved_tokens": 100,
+                           "saved_seconds": 1.5, "lookup_seconds": 0.5, "reports": 2},
+                "sqlite": {"hits": 0, "misses": 7, "writes": 0, "evictions": 0, "saved_tokens": 0,
+                           "saved_seconds": 0.0, "lookup_seconds": 0.0, "reports": 1},
+            }
+
+    def test_add_counters_rejects_bad_input(self) -> None:
+        """An empty level name, a negative or non-finite amount is a ValueError and records nothing."""
+        with SqliteCache(":memory:") as cache:
+            for level, amounts in (("", {}), ("memory", {"hits": -1}), ("memory", {"saved_seconds": float("nan")}),
+                                   ("memory", {"lookup_seconds": float("inf")})):
+                with pytest.raises(ValueError):
+                    cache.add_counters(level, **amounts)
+            assert cache.counters() == {}
+
+    def test_counters_add_up_across_instances_on_one_file(self, tmp_path: Path) -> None:
+        """Two caches on the same file (two processes' worth) add to the same totals, interleaved."""
+        path = tmp_path / "run.db"
+        with SqliteCache(path) as first, SqliteCache(path) as second:
+            first.add_counters("memory", hits=1, saved_tokens=10)
+            second.add_counters("memory", hits=2, saved_tokens=20)
+            first.add_counters("redis", misses=3)
+            assert first.counters() == second.counters()
+        with SqliteCache(path) as third:
+            counters = third.counters()
+        assert (counters["memory"]["hits"], counters["memory"]["saved_tokens"], counters["memory"]["reports"]) == (
+            3, 30, 2)
+        assert counters["redis"]["misses"] == 3
+
+    def test_counters_add_up_across_processes(self, tmp_path: Path) -> None:
+        """Counters and entry hits recorded by another process are added to, not replaced."""
+        path = tmp_path / "run.db"
+        script = (
+            "import sys\n"
+            "from agentfleet.cache import SqliteCache\n"
+            "with SqliteCache(sys.argv[1]) as c:\n"
+            "    c.add_counters('sqlite', hits=1, saved_seconds=2.5)\n"
+            "    assert c.get('k', 1.0) is not None\n"
+        )
+        with SqliteCache(path) as cache:
+            cache.put("k", V, now=0.0)
+            cache.add_counters("sqlite", hits=1, saved_seconds=0.5)
+            for _ in range(2):
+                subprocess.run([sys.executable, "-c", script, str(path)], check=True, timeout=60)
+            sqlite = cache.counters()["sqlite"]
+            assert (sqlite["hits"], sqlite["saved_seconds"], sqlite["reports"]) == (3, 5.5, 3)
+            assert cache.summary(now=1.0).top[0].hits == 2
+
+    def test_summary(self) -> None:
+        """Entries, bytes, expired, distinct tags, edges, age range and the most hit entries with model/provider."""
+        response = {"text": "hi", "model": "gpt-x", "provider": "openai"}
+        with SqliteCache(":memory:") as cache:
+            empty = cache.summary(now=0.0)
+            assert (empty.entries, empty.bytes, empty.oldest, empty.newest, empty.top) == (0, 0, None, None, ())
+            cache.put("r", response, now=1.0, tags=["doc", "sum"])
+            cache.put("v", V, now=2.0, ttl=5.0, tags=["doc"])
+            cache.put("old", V, now=3.0, ttl=1.0)
+            cache.add_edges([("doc", "sum")])
+            for t in (4.0, 5.0, 6.0):
+                cache.get("r", t)
+            cache.get("v", 4.5)
+            s = cache.summary(now=6.0, top=5)
+            size_r = len('{"text":"hi","model":"gpt-x","provider":"openai"}')
+            size_v = len('{"text":"hello","tokens_in":1}')
+            assert (s.entries, s.bytes, s.expired, s.tags, s.tag_edges, s.hits, s.oldest, s.newest) == (
+                3, size_r + 2 * size_v, 1, 2, 1, 4, 1.0, 3.0)
+            first, second = s.top
+            assert (first.key, first.hits, first.last_hit_at, first.model, first.provider, first.tags, first.size,
+                    first.expires) == ("r", 3, 6.0, "gpt-x", "openai", ("doc", "sum"), size_r, None)
+            assert (second.key, second.hits, second.model, second.provider, second.expires) == (
+                "v", 1, None, None, 7.0)
+            assert len(cache.summary(now=6.0, top=1).top) == 1 and cache.summary(now=6.0, top=0).top == ()
+
+    def test_clear_keeps_counters_unless_asked(self) -> None:
+        """clear() keeps the counters and the tag graph; with the flags it resets them too."""
+        with SqliteCache(":memory:") as cache:
+            cache.put("a", V, now=0.0, tags=["t"])
+            cache.put("b", V, now=0.0)
+            cache.add_edges([("s", "t")])
+            cache.add_counters("memory", hits=1)
+            assert cache.clear() == 2
+            assert cache.counters() and cache.closure(["s"]) == {"s", "t"}
+            cache.put("c", V, now=0.0)
+            assert cache.clear(tag_graph=True, counters=True) == 1
+            assert cache.counters() == {} and cache.closure(["s"]) == {"s"}
+            assert cache.summary(now=0.0).entries == 0
+
+    def test_opens_a_file_made_with_the_old_schema(self, tmp_path: Path) -> None:
+        """A cache_entries table without hits/last_hit_at (and no counters table) is migrated, entries kept."""
+        path = tmp_path / "old.db"
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE cache_entries (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL,"
+                   " expires REAL, accessed REAL NOT NULL, size INTEGER NOT NULL, tags TEXT NOT NULL)")
+        db.execute("CREATE INDEX cache_entries_accessed ON cache_entries(accessed)")
+        db.execute("CREATE TABLE cache_tags (tag TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (tag, key))")
+        db.execute("CREATE TABLE cache_tag_edges (source TEXT NOT NULL, derived TEXT NOT NULL,"
+                   " PRIMARY KEY (source, derived))")
+        db.execute("INSERT INTO cache_entries VALUES ('k', '{\"text\":\"old\"}', 1.0, NULL, 1.0, 14, '[\"t\"]')")
+        db.execute("INSERT INTO cache_tags VALUES ('t', 'k')")
+        db.commit()
+        db.close()
+        with SqliteCache(path) as cache:
+            assert cache.get("k", 2.0) == {"text": "old"}
+            (entry,) = cache.summary(now=2.0).top
+            assert (entry.hits, entry.last_hit_at, entry.tags) == (1, 2.0, ("t",))
+            cache.add_counters("sqlite", hits=1)
+            assert cache.counters()["sqlite"]["hits"] == 1
+        with SqliteCache(path) as again:  # opening a migrated file again changes nothing
+            assert again.summary(now=3.0).hits == 1
+        columns = [row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(cache_entries)")]
+        assert columns[-2:] == ["hits", "last_hit_at"]
+
+    def test_create_false_needs_the_file(self, tmp_path: Path) -> None:
+        """create=False on a missing path is a user error (exit 2) and creates nothing."""
+        path = tmp_path / "missing.db"
+        with pytest.raises(StoreError) as info:
+            SqliteCache(path, create=False)
+        assert info.value.exit_code == 2 and not path.exists()
+
+    def test_a_file_that_is_not_sqlite_is_a_user_error(self, tmp_path: Path) -> None:
+        """Opening something that is not a SQLite database is a StoreError with exit code 2."""
+        path = tmp_path / "bad.db"
+        path.write_bytes(b"definitely not a database" * 100)
+        with pytest.raises(StoreError) as info:
+            SqliteCache(path)
+        assert info.value.exit_code == 2 and "bad.db" in str(info.value)

@@ -4,7 +4,9 @@
     cacheable(request, opt_in=...)      temperature 0, or the task opts in
     MemoryCache                         L1: LRU + TTL, bounded by entries and bytes
     RedisCache                          L2: shared by a fleet's workers
-    SqliteCache                         L3: in the run database, kept across runs
+    SqliteCache                         L3: in the run database, kept across runs; per-entry hits,
+                                        cumulative per-level counters (add_counters / counters)
+                                        and a summary for ``agentfleet cache stats``
     TieredCache                         reads in order, promotes on a hit, writes through;
                                         tag invalidation following derivations
     Coalescer                           concurrent identical calls share one
@@ -17,8 +19,8 @@ from ._coalesce import Coalescer, CoalescerStatistics
 from ._graph import TagGraph, TagGraphStore
 from ._keys import cache_key, cacheable
 from ._memory import MemoryCache, MemoryCacheStatistics
-from ._redis import RedisCache, RedisCacheStatistics
-from ._sqlite import SqliteCache, SqliteCacheStatistics
+from ._redis import RedisCache, RedisCacheStatistics, RedisCacheSummary
+from ._sqlite import SqliteCache, SqliteCacheEntry, SqliteCacheStatistics, SqliteCacheSummary
 from ._tiered import CacheLevel, LevelStatistics, TieredCache, TieredCacheStatistics
 from ._values import CacheHit, CacheValue, response_from_json, response_to_json
 
@@ -34,8 +36,11 @@ __all__ = [
     "MemoryCacheStatistics",
     "RedisCache",
     "RedisCacheStatistics",
+    "RedisCacheSummary",
     "SqliteCache",
+    "SqliteCacheEntry",
     "SqliteCacheStatistics",
+    "SqliteCacheSummary",
     "TagGraph",
     "TagGraphStore",
     "TieredCache",

@@ -13,16 +13,22 @@
 #
 # The client is created lazily inside the running loop (redis.asyncio clients belong to the
 # loop that first uses them); ``aclose()`` closes it when this object made it. Every Redis
-# failure is raised as ``CacheError``, which the tiered cache counts and treats as a miss.
+# failure (a bad URL included) is raised as ``CacheError``, which the tiered cache counts and
+# treats as a miss; messages show the URL without its password.
+#
+# ``summary`` and ``clear`` walk the namespace with SCAN (never KEYS, which blocks the server),
+# the namespace escaped for the MATCH pattern.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aredis
 from redis.commands.core import AsyncScript
@@ -31,7 +37,7 @@ from redis.exceptions import RedisError
 from ..errors import CacheError
 from ._values import CacheHit, CacheValue, encode_value
 
-__all__ = ["RedisCache", "RedisCacheStatistics"]
+__all__ = ["RedisCache", "RedisCacheStatistics", "RedisCacheSummary"]
 
 # KEYS: the entry, then one tag set per tag. ARGV: envelope, PX in ms (0 = no TTL), the cache key.
 _PUT_SCRIPT = """
@@ -65,6 +71,33 @@ class RedisCacheStatistics:
     errors: int
 
 
+@dataclass(frozen=True, slots=True)
+class RedisCacheSummary:
+    """What the namespace holds now: entries, their stored bytes (the JSON envelopes) and tag sets."""
+
+    entries: int
+    bytes: int
+    tags: int
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal in a SCAN MATCH pattern."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+def _redact_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``, for messages."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+    except ValueError:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit((parts.scheme, f"{user}:***@{hostport}", parts.path, parts.query, parts.fragment))
+
+
 class RedisCache:
     """An async cache level in Redis; ``now`` is wall-clock seconds, TTLs are enforced by Redis."""
 
@@ -88,10 +121,19 @@ class RedisCache:
     def namespace(self) -> str:
         return self._namespace
 
+    @property
+    def url(self) -> str:
+        """The Redis URL, without its password."""
+        return _redact_url(self._url)
+
     def _redis(self) -> aredis.Redis:
         if self._client is None:
-            self._client = aredis.Redis.from_url(self._url, socket_connect_timeout=self._socket_timeout,
-                                                 socket_timeout=self._socket_timeout)
+            try:
+                self._client = aredis.Redis.from_url(self._url, socket_connect_timeout=self._socket_timeout,
+                                                     socket_timeout=self._socket_timeout)
+            except ValueError as exc:
+                self._errors += 1
+                raise CacheError(f"bad Redis URL {self.url!r}: {exc}", level=self.name) from None
         if self._put_script is None:
             self._put_script = self._client.register_script(_PUT_SCRIPT)
         return self._client
@@ -104,7 +146,7 @@ class RedisCache:
 
     def _failed(self, what: str, exc: Exception) -> CacheError:
         self._errors += 1
-        return CacheError(f"cannot {what} ({self._url}, namespace {self._namespace}): {exc}", level=self.name)
+        return CacheError(f"cannot {what} ({self.url}, namespace {self._namespace}): {exc}", level=self.name)
 
     async def aclose(self) -> None:
         """Close the client if this object made it."""
@@ -202,20 +244,67 @@ class RedisCache:
         self._invalidations += len(removed)
         return removed
 
-    async def clear(self) -> None:
-        """Delete every key in this namespace."""
+    async def clear(self) -> int:
+        """Delete every key in this namespace (entries and tag sets); the number of entries deleted."""
         client = self._redis()
+        entry_prefix = f"{self._namespace}:e:".encode()
+        removed = 0
+
+        async def delete(names: list[bytes]) -> None:
+            nonlocal removed
+            entries = [n for n in names if n.startswith(entry_prefix)]
+            others = [n for n in names if not n.startswith(entry_prefix)]
+            if entries:
+                removed += int(await client.delete(*entries))
+            if others:
+                await client.delete(*others)
+
         try:
             batch: list[bytes] = []
-            async for name in client.scan_iter(match=f"{self._namespace}:*", count=1000):
+            async for name in client.scan_iter(match=f"{_glob_escape(self._namespace)}:*", count=1000):
                 batch.append(name)
                 if len(batch) >= 1000:
-                    await client.delete(*batch)
+                    await delete(batch)
                     batch = []
             if batch:
-                await client.delete(*batch)
+                await delete(batch)
         except RedisError as exc:
             raise self._failed("clear the cache", exc) from None
+        return removed
+
+    async def summary(self) -> RedisCacheSummary:
+        """Count this namespace's entries, their bytes and its tag sets (SCAN, one STRLEN per entry, pipelined)."""
+        client = self._redis()
+        pattern = _glob_escape(self._namespace)
+        entries = 0
+        total = 0
+
+        async def measure(names: list[bytes]) -> None:
+            nonlocal entries, total
+            async with client.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.strlen(name)
+                lengths: list[int] = await pipe.execute()
+            for length in lengths:
+                if length:  # 0: expired or deleted since the SCAN returned it
+                    entries += 1
+                    total += int(length)
+
+        try:
+            batch: list[bytes] = []
+            async for name in client.scan_iter(match=f"{pattern}:e:*", count=1000):
+                batch.append(name)
+                if len(batch) >= 1000:
+                    await measure(batch)
+                    batch = []
+            if batch:
+                await measure(batch)
+            tags = 0
+            async for _ in client.scan_iter(match=f"{pattern}:t:*", count=1000):
+                tags += 1
+        except RedisError as exc:
+            raise self._failed("count the cache entries", exc) from None
+        return RedisCacheSummary(entries=entries, bytes=total, tags=tags)
 
     def statistics(self) -> RedisCacheStatistics:
         """Hits, misses, puts, invalidated entries and Redis errors seen by this object."""
