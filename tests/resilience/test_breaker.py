@@ -128,3 +128,38 @@ class TestValidation:
             CircuitBreaker(failure_threshold=0, window=1.0, cooldown=1.0)
         with pytest.raises(ValueError):
             CircuitBreaker(failure_threshold=1, window=0.0, cooldown=1.0)
+
+
+class TestFailureRate:
+    def test_a_steady_share_of_errors_below_the_rate_keeps_it_closed(self) -> None:
+        breaker = CircuitBreaker(5, window=10.0, cooldown=30.0, failure_rate=0.5)
+        now = 0.0
+        for i in range(300):  # 30% failures, 30 calls/s
+            now = i / 30
+            if i % 10 < 3:
+                breaker.record_failure(now)
+            else:
+                breaker.record_success(now)
+        assert breaker.state(now) is BreakerState.CLOSED
+
+    def test_failures_at_the_rate_open_it_once_enough_are_seen(self) -> None:
+        breaker = CircuitBreaker(5, window=10.0, cooldown=30.0, failure_rate=0.5)
+        for i in range(4):
+            breaker.record_success(float(i))
+        for i in range(4):
+            breaker.record_failure(4.0 + i)
+        assert breaker.state(8.0) is BreakerState.CLOSED  # 4 failures: under the minimum
+        breaker.record_failure(8.0)
+        assert breaker.state(8.0) is BreakerState.OPEN  # 5 of 9 >= 50%
+
+    def test_old_successes_leave_the_window(self) -> None:
+        breaker = CircuitBreaker(2, window=10.0, cooldown=30.0, failure_rate=0.5)
+        for i in range(10):
+            breaker.record_success(float(i))
+        breaker.record_failure(30.0)
+        breaker.record_failure(30.5)
+        assert breaker.state(30.5) is BreakerState.OPEN
+
+    def test_rate_must_be_a_share(self) -> None:
+        with pytest.raises(ValueError, match="failure_rate"):
+            CircuitBreaker(1, window=1.0, cooldown=1.0, failure_rate=1.5)

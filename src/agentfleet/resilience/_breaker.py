@@ -1,8 +1,10 @@
 """A circuit breaker: stop calling a provider that keeps failing, then probe it carefully.
 
 # Design
-# Closed: calls pass; failures are counted over a sliding ``window`` of seconds, and
-# ``failure_threshold`` of them open the circuit. Open: calls are refused without touching the
+# Closed: calls pass; failures and successes are counted over a sliding ``window`` of seconds.
+# The circuit opens when the window holds at least ``failure_threshold`` failures AND they are at
+# least ``failure_rate`` of its calls (as resilience4j does): a count alone would open on a
+# busy, healthy provider with a steady 2% of 5xx, a rate alone on three calls out of four. Open: calls are refused without touching the
 # provider for ``cooldown`` seconds. Half-open (entered lazily, when the cooldown has passed):
 # up to ``half_open_max`` probes are admitted; a probe's success closes the circuit, its
 # failure reopens it for another cooldown. A probe that never reports back (cancelled, lost)
@@ -54,12 +56,17 @@ class CircuitBreaker:
         cooldown: float,
         half_open_max: int = 1,
         *,
+        failure_rate: float = 0.0,
         provider: str = "",
     ) -> None:
         if failure_threshold < 1 or half_open_max < 1:
             raise ValueError("failure_threshold and half_open_max must be at least 1")
         if not window > 0 or cooldown < 0:
             raise ValueError("window must be positive and cooldown not negative")
+        if not 0.0 <= failure_rate <= 1.0:
+            raise ValueError(f"failure_rate must be in [0, 1], got {failure_rate!r}")
+        self.failure_rate = failure_rate
+        self._successes: deque[float] = deque()
         self.failure_threshold = failure_threshold
         self.window = window
         self.cooldown = cooldown
@@ -114,8 +121,11 @@ class CircuitBreaker:
 
     def record_success(self, now: float) -> None:
         """A call succeeded; in half-open this closes the circuit."""
-        if self.state(now) is BreakerState.HALF_OPEN:
+        state = self.state(now)
+        if state is BreakerState.HALF_OPEN:
             self._close()
+        elif state is BreakerState.CLOSED and self.failure_rate > 0.0:
+            self._successes.append(now)
 
     def record_failure(self, now: float) -> None:
         """A call failed; may open the circuit (closed) or reopen it (half-open)."""
@@ -125,7 +135,9 @@ class CircuitBreaker:
         elif state is BreakerState.CLOSED:
             self._failures.append(now)
             self._expire(now)
-            if len(self._failures) >= self.failure_threshold:
+            failures = len(self._failures)
+            if failures >= self.failure_threshold and (
+                    self.failure_rate <= 0.0 or failures >= self.failure_rate * (failures + len(self._successes))):
                 self._open(now)
         # open: a call admitted before the circuit opened finished late; nothing to learn
 
@@ -133,16 +145,20 @@ class CircuitBreaker:
         horizon = now - self.window
         while self._failures and self._failures[0] <= horizon:
             self._failures.popleft()
+        while self._successes and self._successes[0] <= horizon:
+            self._successes.popleft()
 
     def _open(self, now: float) -> None:
         self._open_until = now + self.cooldown
         self._failures.clear()
+        self._successes.clear()
         self._probes.clear()
         self._opened += 1
 
     def _close(self) -> None:
         self._open_until = None
         self._failures.clear()
+        self._successes.clear()
         self._probes.clear()
 
     def statistics(self, now: float) -> CircuitBreakerStatistics:

@@ -356,7 +356,7 @@ class Gateway:
     # -- setup --------------------------------------------------------------------------------
 
     def guard(self, identity: str, *, limits: Mapping[str, Any], http: bool,
-              breaker: tuple[int, float, float, int], shared: Any = None) -> ProviderGuard:
+              breaker: tuple[int, float, float, int, float], shared: Any = None) -> ProviderGuard:
         """The guard of ``identity`` (created on first use; every agent on it shares it)."""
         existing = self.guards.get(identity)
         if existing is not None:
@@ -375,9 +375,10 @@ class Gateway:
             top = int(cap) if cap is not None else 1000
             initial = max(1, min(int(limits.get("initial_concurrency", 16)), top))
             adaptive = AIMDLimit(initial, min_limit=1, max_limit=max(top, initial))
-        failures, window, cooldown, half_open = breaker
+        failures, window, cooldown, half_open, rate = breaker
         made = ProviderGuard(identity, limiter=limiter, adaptive=adaptive,
-                             breaker=CircuitBreaker(failures, window, cooldown, half_open, provider=identity),
+                             breaker=CircuitBreaker(failures, window, cooldown, half_open, failure_rate=rate,
+                                                    provider=identity),
                              clock=self.clock)
         self.guards[identity] = made
         return made

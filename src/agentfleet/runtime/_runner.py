@@ -344,7 +344,7 @@ class Runner:
         gateway = Gateway(clock=self.clock, budget=RetryBudget(settings.retry_budget, settings.retry_budget_min))
         self._gateway = gateway
         breaker = (settings.breaker.failures, settings.breaker.window, settings.breaker.cooldown,
-                   settings.breaker.half_open)
+                   settings.breaker.half_open, settings.breaker.failure_rate)
         from_env = env_limits()
         names = [*self._agents_used(), *self._fallback_specs]
         # Every agent on one provider+model shares one limiter: the settings for the provider, then
@@ -378,7 +378,7 @@ class Runner:
         return f"{label}@{url}" if isinstance(url, str) and url else label
 
     def _target(self, name: str, agent: AgentSpec, layers: dict[str, list[dict[str, Any]]],
-                breaker: tuple[int, float, float, int]) -> Target:
+                breaker: tuple[int, float, float, int, float]) -> Target:
         provider = self._providers[name]
         identity = self._identity(name, agent)
         limits = merge_limits(layers[identity])

@@ -138,10 +138,12 @@ class HedgeSpec(_Model):
 
 
 class BreakerSpec(_Model):
-    """Circuit breaker per provider+model: open after ``failures`` failures within ``window``
-    seconds, half-open ``cooldown`` seconds later with ``half_open`` probe calls."""
+    """Circuit breaker per provider+model: open when ``window`` seconds hold at least ``failures``
+    failures that are at least ``failure_rate`` of the calls; half-open ``cooldown`` seconds later
+    with ``half_open`` probe calls."""
 
     failures: int = Field(5, ge=1, le=1_000_000)
+    failure_rate: float = Field(0.5, ge=0, le=1)
     window: float = Field(30.0, gt=0)
     cooldown: float = Field(15.0, ge=0)
     half_open: int = Field(1, ge=1, le=10_000)
@@ -165,7 +167,7 @@ class ResilienceSettings(_Model):
     """How provider calls absorb rate limits and faults (see docs/resilience.md)."""
 
     limits: dict[str, LimitSpec] = Field(default_factory=dict)  # "provider" or "provider/model"
-    retry_budget: float = Field(0.2, ge=0, le=100)  # retries as a share of requests (per run)
+    retry_budget: float = Field(0.5, ge=0, le=100)  # retries as a share of first attempts (per run)
     retry_budget_min: float = Field(1.0, ge=0)  # retries per second always allowed
     breaker: BreakerSpec = Field(default_factory=lambda: BreakerSpec())
     guard: GuardSpec = Field(default_factory=lambda: GuardSpec())
