@@ -18,6 +18,10 @@
 # ``remaining`` a response reports (never raises it, since responses arrive out of order and
 # other clients may share the key). For a limit we were not configured with, the headers
 # are the only knowledge: remaining and reset time form a fixed window until the reset.
+#
+# ``Limiter`` is what the runtime calls: acquire, settle, observe_headers, statistics. This
+# in-process ``RateLimiter`` and the Redis-backed ``SharedRateLimiter`` (``_shared.py``) both
+# satisfy it, so a provider's limits move from one process to a fleet by configuration.
 """
 
 from __future__ import annotations
@@ -29,12 +33,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 from .._types import Clock
 from ._retry import http_date_epoch
 
 __all__ = [
     "Grant",
+    "Limiter",
     "RateLimiter",
     "RateLimiterStatistics",
     "TokenBucket",
@@ -169,6 +175,26 @@ class RateLimiterStatistics:
     refunded: int
     owed: int
     header_corrections: int
+
+
+@runtime_checkable
+class Limiter(Protocol):
+    """What the runtime calls around every provider call, whatever keeps the limits.
+
+    ``acquire`` waits (on ``clock``) for permission for one request of about ``tokens_estimate``
+    tokens and returns the ``Grant``; ``settle`` hands it back when the answer arrives, freeing
+    its concurrency slot and reconciling the estimate with ``actual_tokens`` (None: keep the
+    estimate). ``observe_headers`` feeds a response's rate-limit headers back; ``statistics``
+    reports counters. Implemented by ``RateLimiter`` (one process) and ``SharedRateLimiter``
+    (every process using the same Redis and key)."""
+
+    async def acquire(self, tokens_estimate: int, clock: Clock) -> Grant: ...
+
+    async def settle(self, grant: Grant, actual_tokens: int | None, clock: Clock) -> None: ...
+
+    def observe_headers(self, headers: Mapping[str, str], now: float) -> None: ...
+
+    def statistics(self, now: float) -> RateLimiterStatistics: ...
 
 
 class _ServerWindow:
@@ -336,6 +362,10 @@ class RateLimiter:
                         self._slot_waiters.remove(waiter)
             else:
                 await clock.sleep(decision)
+
+    async def settle(self, grant: Grant, actual_tokens: int | None, clock: Clock) -> None:
+        """``release(grant, actual_tokens, clock.now())``: the ``Limiter`` form of ``release``."""
+        self.release(grant, actual_tokens, clock.now())
 
     def _wake_one(self) -> None:
         while self._slot_waiters:
