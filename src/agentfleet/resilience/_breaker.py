@@ -4,10 +4,10 @@
 # Closed: calls pass; failures and successes are counted over a sliding ``window`` of seconds.
 # The circuit opens when the window holds at least ``failure_threshold`` failures AND they are at
 # least ``failure_rate`` of its calls (as resilience4j does): a count alone would open on a
-# busy, healthy provider with a steady 2% of 5xx, a rate alone on three calls out of four. Open: calls are refused without touching the
-# provider for ``cooldown`` seconds. Half-open (entered lazily, when the cooldown has passed):
-# up to ``half_open_max`` probes are admitted; a probe's success closes the circuit, its
-# failure reopens it for another cooldown. A probe that never reports back (cancelled, lost)
+# busy, healthy provider with a steady 2% of 5xx, a rate alone on three calls out of four.
+# Open: calls are refused without touching the provider for ``cooldown`` seconds. Half-open
+# (entered lazily, when the cooldown has passed): up to ``half_open_max`` probes are admitted; a
+# probe's success closes the circuit, its failure reopens it for another cooldown. A probe that never reports back (cancelled, lost)
 # would wedge the breaker half-open, so an admitted probe expires after one cooldown and
 # another may go.
 """
