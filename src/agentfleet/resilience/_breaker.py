@@ -7,9 +7,9 @@
 # busy, healthy provider with a steady 2% of 5xx, a rate alone on three calls out of four.
 # Open: calls are refused without touching the provider for ``cooldown`` seconds. Half-open
 # (entered lazily, when the cooldown has passed): up to ``half_open_max`` probes are admitted; a
-# probe's success closes the circuit, its failure reopens it for another cooldown. A probe that never reports back (cancelled, lost)
-# would wedge the breaker half-open, so an admitted probe expires after one cooldown and
-# another may go.
+# probe's success closes the circuit, its failure reopens it for another cooldown. A probe that
+# never reports back (cancelled, lost) would wedge the breaker half-open, so an admitted probe
+# expires after one cooldown and another may go.
 """
 
 from __future__ import annotations
