@@ -75,6 +75,9 @@ def _latest_due(heap: list[asyncio.TimerHandle], resolution: float) -> float:
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
     """An event loop whose clock only moves when every task is waiting on a timer."""
 
+    #: what the runtime checks before sampling the real machine (the resource guard does not)
+    virtual_time = True
+
     def __init__(self, start: float = 0.0) -> None:
         selector = _VirtualSelector()
         super().__init__(selector)

@@ -331,3 +331,38 @@ def test_retries_record_exactly_one_result() -> None:
     record = rec(result, "t0")
     assert result.ok and record.state == TaskState.DONE
     assert [r.task_id for r in result.records] == ["t0"]
+
+
+# -- the resource guard -----------------------------------------------------------------------------
+
+
+class Load:
+    """Machine load as the guard's sampler sees it: busy for the first ``until`` seconds of the loop."""
+
+    def __init__(self, until: float) -> None:
+        self.until = until
+
+    def sample(self) -> tuple[float, float]:
+        busy = asyncio.get_running_loop().time() < self.until
+        return (0.99 if busy else 0.1), 0.5
+
+
+def test_the_guard_lowers_cpu_bound_parallelism_under_load_and_restores_it() -> None:
+    fake = Scripted(latency=1.0)
+    spec = build(tasks(12), {"a": {"provider": "python", "function": "json:dumps"}}, max_parallel=4,
+                 resilience={"guard": {"interval": 0.5, "cpu": 0.9, "cpu_low": 0.5}})
+    result = run(spec, providers={"a": fake}, resource_sampler=Load(until=3.0))
+    assert result.ok
+    # 4 at t=0 (no sample yet); samples at 0.5 and 1.0 halve the limit to 2, then 1, so one at a
+    # time at t=1 and 2; from t=3 the load is gone and it recovers (2 at t=3, 4 from t=4)
+    assert sorted(fake.started_at) == [0, 0, 0, 0, 1, 2, 3, 3, 3.5, 4, 4, 4]
+    assert result.guard == {"changes": 5, "lowest_factor": 0.25, "held": 2}
+
+
+def test_the_guard_is_off_when_disabled() -> None:
+    fake = Scripted(latency=1.0)
+    spec = build(tasks(8), {"a": {"provider": "python", "function": "json:dumps"}}, max_parallel=4,
+                 resilience={"guard": False})
+    result = run(spec, providers={"a": fake}, resource_sampler=Load(until=100.0))
+    assert result.ok and result.guard == {}
+    assert max(r.ended_at or 0 for r in result.records) == 2.0

@@ -100,6 +100,8 @@ class RunResult:
     resilience: list[GuardStatistics] = field(default_factory=list)
     #: the response cache this run: hits by level, coalesced calls, tokens and seconds saved
     cache: dict[str, Any] = field(default_factory=dict)
+    #: the resource guard: how often it changed course, its lowest factor, how often it held tiers
+    guard: dict[str, Any] = field(default_factory=dict)
 
     @property
     def context_tokens(self) -> int:
@@ -173,6 +175,7 @@ class Runner:
         bus: Bus | None = None,
         run_key: str | None = None,
         cache: Any = None,
+        resource_sampler: Any = None,
     ) -> None:
         if isinstance(spec, WorkflowSpec) and latency_scale is not None:
             spec.settings.latency_scale = latency_scale
@@ -259,6 +262,9 @@ class Runner:
         self._cache_owned: list[Any] = []
         self._gateway = Gateway(clock=self.clock)
         self._fallback_specs: dict[str, AgentSpec] = {}  # "agent~N" -> the agent with its N-th fallback
+        #: what the resource guard samples: given (tests), else psutil on a real-time loop
+        self._sampler = resource_sampler
+        self._guard_report: dict[str, Any] = {}
 
     def subscribe(self, listener: Callable[[TaskEvent], None]) -> None:
         """Receive every task state change synchronously, as the scheduler makes it.
@@ -535,6 +541,7 @@ class Runner:
             # passed in (other processes, the service). A private bus nobody reads costs nothing.
             scheduler.subscribe(outbox.on_event)
         watching = self._start_watchers()
+        monitor = await self._start_guard(scheduler)
         for step in self.plan.steps.values():
             if not step.deps:
                 self._warm_for(step)
@@ -579,6 +586,8 @@ class Runner:
             raise
         finally:
             gc.unfreeze()
+            if monitor is not None:
+                await monitor.aclose()
             records = [inst.record for inst in scheduler.instances.values()]
             self._measure_baseline(scheduler)
             result = RunResult(
@@ -587,7 +596,7 @@ class Runner:
                 max_parallel=self.max_parallel, latency_scale=self.latency_scale,
                 providers=tuple(sorted({p.name for p in self._providers.values()})),
                 pools=self.pool_statistics(), resilience=self._gateway.statistics(),
-                cache=await self._close_cache(),
+                cache=await self._close_cache(), guard=dict(self._guard_report),
             )
             self.result = result
             for responder in responders:
@@ -609,8 +618,53 @@ class Runner:
                     "naive_tokens": result.naive_tokens,
                     "pools": {name: dataclasses.asdict(stats) for name, stats in result.pools.items()},
                     "resilience": [dataclasses.asdict(stats) for stats in result.resilience],
+                    "guard": self._guard_report,
                     "cache": result.cache})
         return result
+
+    async def _start_guard(self, scheduler: Scheduler) -> Any:
+        """The local resource guard: under CPU or memory pressure, fewer CPU-bound (command, python)
+        tasks at once and low tiers held back (see docs/resilience.md). None when off."""
+        spec = self.spec.settings.resilience.guard
+        if not spec.enabled:
+            return None
+        sampler = self._sampler
+        if sampler is None:
+            if getattr(asyncio.get_running_loop(), "virtual_time", False):
+                return None  # the real machine's load says nothing about a virtual-time run
+            from ..resilience import ResourceSampler
+
+            sampler = ResourceSampler()
+        cpu_bound = [name for name, agent in self.spec.agents.items()
+                     if agent.provider.strip().lower() in ("command", "python")]
+        hold = spec.hold_below
+        if isinstance(hold, str):
+            tier = self.spec.settings.tiers.get(hold)
+            if tier is None:
+                file, line = self.spec.locate("settings", "resilience", "guard", "hold_below")
+                raise SpecError(f"settings.resilience.guard.hold_below: unknown tier {hold!r} "
+                                f"(tiers: {', '.join(self.spec.settings.tiers)})", file=file, line=line,
+                                field="settings.resilience.guard.hold_below")
+            hold = tier.priority
+        if not cpu_bound and hold is None:
+            return None
+        from ..resilience import ResourceGuard, ResourceMonitor
+
+        guard = ResourceGuard(cpu_high=spec.cpu, cpu_low=min(spec.cpu_low, spec.cpu), mem_high=spec.memory,
+                              mem_low=min(spec.memory_low, spec.memory), hold_tiers_below=hold)
+        report = self._guard_report
+        report.update(changes=0, lowest_factor=1.0, held=0)
+
+        def apply(decision: Any) -> None:
+            report["changes"] += 1
+            report["lowest_factor"] = min(report["lowest_factor"], decision.factor)
+            report["held"] += int(decision.hold)
+            scheduler.throttle(cpu_bound, decision.factor,
+                               decision.hold_tiers_below if decision.hold else None)
+
+        monitor = ResourceMonitor(guard, sampler, self.clock, interval=spec.interval, on_change=apply)
+        await monitor.start()
+        return monitor
 
     def _start_watchers(self) -> list[tuple[Subscription, asyncio.Task[None]]]:
         watching = []
