@@ -366,3 +366,12 @@ def test_the_guard_is_off_when_disabled() -> None:
     result = run(spec, providers={"a": fake}, resource_sampler=Load(until=100.0))
     assert result.ok and result.guard == {}
     assert max(r.ended_at or 0 for r in result.records) == 2.0
+
+
+def test_a_5xx_gives_its_request_back_to_the_limiter() -> None:
+    # rpm 2 (burst 2): the failed first call does not use up one of the two requests
+    fake = Scripted(latency=1.0, fail=fails(1))
+    spec = build(tasks(2, retries=1), {"a": {"rate_limit": {"rpm": 2}}}, max_parallel=10)
+    result = run(spec, providers={"a": fake})
+    assert result.ok
+    assert sorted(fake.started_at)[:2] == [0, 0] and sorted(fake.started_at)[2] < 30

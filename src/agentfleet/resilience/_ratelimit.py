@@ -289,11 +289,19 @@ class RateLimiter:
         self._grants += 1
         return grant
 
-    def release(self, grant: Grant, actual_tokens: int | None, now: float) -> None:
+    def release(self, grant: Grant, actual_tokens: int | None, now: float, *, unused: bool = False) -> None:
         """Free ``grant``'s concurrency slot and settle its tokens: refund ``estimate - actual``
-        when the call used fewer, owe the difference when it used more (None: keep the estimate)."""
+        when the call used fewer, owe the difference when it used more (None: keep the estimate).
+
+        ``unused``: the provider refused the call without counting it (a 5xx it did not serve):
+        its request goes back to the bucket too, and all of its tokens."""
         if self._outstanding.pop(grant.id, None) is None:
             raise ValueError(f"grant {grant.id} is not outstanding (released twice, or from another limiter)")
+        if unused:
+            actual_tokens = 0
+            if self._requests is not None:
+                self._requests.give(1, now)
+            self._server_requests.take(-1)
         if actual_tokens is not None:
             delta = grant.tokens_estimate - actual_tokens
             if self._tokens is not None:

@@ -551,7 +551,7 @@ class Gateway:
                 elif isinstance(exc, RateLimited) and exc.retry_after:
                     limiter.observe_headers({"x-ratelimit-remaining-requests": "0",
                                              "x-ratelimit-reset-requests": f"{exc.retry_after:g}s"}, clock.now())
-                await _settle(limiter, grant, None, clock)
+                await _settle(limiter, grant, None, clock, unused=unserved(exc))
             raise
         finally:
             if entered:
@@ -619,12 +619,20 @@ def _estimate(request: ProviderRequest) -> int:
     return sent + (request.max_tokens if request.max_tokens is not None else 256)
 
 
-async def _settle(limiter: Any, grant: Any, tokens: int | None, clock: Clock) -> None:
-    settle = getattr(limiter, "settle", None)
-    if settle is not None:
-        await settle(grant, tokens, clock)
-    else:
-        limiter.release(grant, tokens, clock.now())
+async def _settle(limiter: Any, grant: Any, tokens: int | None, clock: Clock, *, unused: bool = False) -> None:
+    if isinstance(limiter, RateLimiter):
+        limiter.release(grant, tokens, clock.now(), unused=unused)
+    else:  # the shared limiter keeps the request: the refund is not worth a second Redis round trip
+        await limiter.settle(grant, tokens, clock)
+
+
+def unserved(exc: BaseException) -> bool:
+    """Whether the provider refused a call without serving it (a 5xx, or no connection at all):
+    such calls do not count against its request and token limits, so ours gives them back."""
+    if isinstance(exc, ProviderError) and "cannot reach" in str(exc):
+        return True
+    status = error_status(exc)
+    return status is not None and status >= 500
 
 
 def _with_model(request: ProviderRequest, model: str) -> ProviderRequest:
