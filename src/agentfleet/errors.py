@@ -17,6 +17,7 @@
     │   ├── BusOverflow             a subscriber's queue is full (policy ``error``)
     │   └── BusClosed               the bus or subscription is closed
     ├── ProviderError               a provider call failed; .provider .retryable
+    │   │                           .headers (rate-limit headers of an HTTP error)
     │   ├── ProviderConfigError     bad option, bad URL, bad module path (exit 2)
     │   │   └── MissingCredentials  the API key's environment variable is not set
     │   ├── ProviderTimeout         the call took longer than its timeout
@@ -126,14 +127,29 @@ class TaskFailed(SchedulerError):
 
 
 class ProviderError(AgentFleetError):
-    """A provider call failed."""
+    """A provider call failed.
+
+    ``headers`` holds the rate-limit related headers of the HTTP answer that caused it
+    (lowercase names: ``x-ratelimit-*``, ``anthropic-ratelimit-*``, ``retry-after``,
+    ``retry-after-ms``, ``date``) when it came from an HTTP error status; otherwise None.
+    """
 
     retryable = True
+    headers: dict[str, str] | None = None
 
-    def __init__(self, message: str, *, provider: str = "", retryable: bool | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        retryable: bool | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.provider = provider
         if retryable is not None:
             self.retryable = retryable
+        if headers is not None:
+            self.headers = headers
         super().__init__(f"{provider}: {message}" if provider else message)
 
 

@@ -11,8 +11,9 @@ class TestExports:
     def test_all_is_pinned(self) -> None:
         """__all__ lists the public names and nothing private."""
         assert sorted(messaging.__all__) == sorted([
-            "Batcher", "BatcherStatistics", "Bus", "BusStatistics", "Handler", "InProcessBus", "Message",
-            "Overflow", "RedisBus", "Responder", "ResponderStatistics", "Subscription", "SubscriptionStatistics",
+            "Batcher", "BatcherStatistics", "Bus", "BusStatistics", "CallBatcher", "CallBatcherStatistics",
+            "Handler", "InProcessBus", "Message", "Overflow", "RedisBus", "Responder", "ResponderStatistics",
+            "Subscription", "SubscriptionStatistics",
         ])
 
     def test_every_name_resolves(self) -> None:

@@ -16,6 +16,13 @@
 #     other 4xx      ProviderError(retryable=False) with the server's message
 #     connect error  ProviderError(retryable=True) "cannot reach URL: connection refused"
 #     httpx timeout  ProviderTimeout
+#     stream cut     ProviderError(retryable=True) "stream from URL ended before the answer
+#                    was complete": the connection closed mid-body, or the body ended
+#                    without the protocol's end marker (parser ``done`` still False)
+# Rate-limit related headers (``x-ratelimit-*``, ``anthropic-ratelimit-*``, ``retry-after``,
+# ``retry-after-ms``, ``date``) are copied, lowercased, into ``ProviderResponse.meta["headers"]``
+# of a successful answer and into ``ProviderError.headers`` of an HTTP error status, so a
+# rate limiter can reconcile with what the server says without this layer knowing about it.
 # The client is created lazily on first use (so building a provider never leaks a
 # client) and once per instance; ``aclose()`` closes it.
 """
@@ -49,8 +56,10 @@ __all__ = [
     "error_for_status",
     "error_for_transport",
     "parse_retry_after",
+    "rate_limit_headers",
     "require_model",
     "server_message",
+    "stream_cut",
 ]
 
 _USER_AGENT = "agentfleet/0.1"
@@ -115,6 +124,20 @@ def _lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items()}
 
 
+_RATE_LIMIT_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
+_RATE_LIMIT_NAMES = frozenset({"retry-after", "retry-after-ms", "date"})
+
+
+def rate_limit_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The rate-limit related headers of an answer, lowercase names (empty dict if none)."""
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        key = name.lower()
+        if key in _RATE_LIMIT_NAMES or key.startswith(_RATE_LIMIT_PREFIXES):
+            out[key] = value
+    return out
+
+
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
     """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date)."""
     lowered = _lower_headers(headers)
@@ -161,7 +184,18 @@ def server_message(body: bytes | str) -> tuple[str, str]:
 def error_for_status(
     status: int, headers: Mapping[str, str], body: bytes | str, *, provider: str, url: str
 ) -> ProviderError:
-    """The ProviderError for an HTTP error answer (see the table in the module comment)."""
+    """The ProviderError for an HTTP error answer (see the table in the module comment).
+
+    The error's ``headers`` are the answer's rate-limit related headers (``rate_limit_headers``).
+    """
+    error = _error_for_status(status, headers, body, provider=provider, url=url)
+    error.headers = rate_limit_headers(headers)
+    return error
+
+
+def _error_for_status(
+    status: int, headers: Mapping[str, str], body: bytes | str, *, provider: str, url: str
+) -> ProviderError:
     message, kind = server_message(body)
     text = f"HTTP {status} from {url}"
     if kind and kind not in message:
@@ -220,11 +254,31 @@ def error_for_transport(exc: httpx.HTTPError, *, provider: str, url: str) -> Pro
 def _attributed(exc: ProviderError, provider: str, url: str) -> ProviderError:
     """``exc`` (raised by a pure parser) again, naming the provider and the URL."""
     message = f"{exc} (from {url})"
+    error: ProviderError
     if isinstance(exc, RateLimited):
-        return RateLimited(message, provider=provider, retry_after=exc.retry_after)
-    if isinstance(exc, ProviderTimeout):
-        return ProviderTimeout(message, provider=provider)
-    return type(exc)(message, provider=provider, retryable=exc.retryable)
+        error = RateLimited(message, provider=provider, retry_after=exc.retry_after)
+    elif isinstance(exc, ProviderTimeout):
+        error = ProviderTimeout(message, provider=provider)
+    else:
+        error = type(exc)(message, provider=provider, retryable=exc.retryable)
+    if exc.headers is not None:
+        error.headers = exc.headers
+    return error
+
+
+def stream_cut(url: str, *, provider: str, reason: str = "") -> ProviderError:
+    """The retryable error for a stream that ended before the protocol's end marker."""
+    detail = f" ({reason})" if reason else ""
+    return ProviderError(f"stream from {url} ended before the answer was complete{detail}",
+                         provider=provider, retryable=True)
+
+
+def _with_headers(completion: Completion, response: httpx.Response) -> Completion:
+    """``completion`` carrying the answer's rate-limit headers (``meta["headers"]``) if it had any."""
+    headers = rate_limit_headers(response.headers)
+    if headers:
+        completion.extra["headers"] = headers
+    return completion
 
 
 def require_model(agent: str, model: str, provider: str) -> None:
@@ -418,7 +472,7 @@ class HTTPProvider:
                 if response.status_code >= 400:
                     raise error_for_status(response.status_code, response.headers,
                                            response.content, provider=self.name, url=url)
-                return self.parse_body(self._json(response)), None
+                return _with_headers(self.parse_body(self._json(response)), response), None
             async with client.stream("POST", url, json=body) as response:
                 if response.status_code >= 400:
                     await response.aread()
@@ -426,18 +480,25 @@ class HTTPProvider:
                                            response.content, provider=self.name, url=url)
                 if "text/event-stream" not in response.headers.get("content-type", ""):
                     await response.aread()  # the server ignored "stream": a plain answer
-                    return self.parse_body(self._json(response)), None
+                    return _with_headers(self.parse_body(self._json(response)), response), None
                 parser = self.new_stream()
                 decoder = SSEDecoder()
                 ttft: float | None = None
-                async for line in response.aiter_lines():
-                    event = decoder.feed(line)
-                    if event is not None and parser.feed(event) and ttft is None:
-                        ttft = self.clock.now() - start
+                try:
+                    async for line in response.aiter_lines():
+                        event = decoder.feed(line)
+                        if event is not None and parser.feed(event) and ttft is None:
+                            ttft = self.clock.now() - start
+                except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                    # The connection closed mid-body: what arrived is a partial answer.
+                    reason = _os_reason(exc) or str(exc) or type(exc).__name__
+                    raise stream_cut(url, provider=self.name, reason=reason) from exc
                 last = decoder.flush()
                 if last is not None and parser.feed(last) and ttft is None:
                     ttft = self.clock.now() - start
-                return parser.result(), ttft
+                if not parser.done:  # a clean end of body, but no end marker
+                    raise stream_cut(url, provider=self.name)
+                return _with_headers(parser.result(), response), ttft
         except httpx.HTTPError as exc:
             raise error_for_transport(exc, provider=self.name, url=url) from exc
 
