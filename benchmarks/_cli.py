@@ -21,7 +21,7 @@ from typing import Any
 
 from rich.console import Console
 
-from . import _floor, _langgraph, _ours, _ray, _runtime
+from . import _floor, _langgraph, _ours, _ray, _resilience, _runtime
 from ._harness import Case, Sample, measure, profile_case, skipped
 from ._report import RESULTS_DIR, environment, installed, render, write_json
 from ._sizes import FULL, QUICK, Sizes
@@ -46,9 +46,10 @@ def _parser() -> argparse.ArgumentParser:
         description="agentfleet's benchmark suites: the engine vs bare asyncio, LangGraph and Ray; "
                     "the runtime's pool, memory, context, scaling and bus figures against their targets.",
     )
-    p.add_argument("--suite", choices=("engine", "runtime", "all"), default="all",
+    p.add_argument("--suite", choices=("engine", "runtime", "resilience", "all"), default="all",
                    help="engine: workloads vs asyncio/LangGraph/Ray; runtime: activation, spawn, memory, context, "
-                        "scaling, bus; all (default): engine, then runtime")
+                        "scaling, bus; resilience: goodput under 429s and 5xx, cache, coalescing, hedging "
+                        "(against a local fault server); all (default): engine, runtime, resilience")
     p.add_argument("--only", metavar="a,b",
                    help="run only these engine workloads (a, a_steps, b, c, c_sim, d, e)")
     p.add_argument("--quick", action="store_true", help="smaller sizes and 3 repeats: a smoke run")
@@ -89,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.suite == "all":
             console.print()
         extra["runtime"] = _runtime.run_runtime_suite(console, log, quick=args.quick, env=env)
+    if args.suite in ("resilience", "all"):
+        if args.suite == "all":
+            console.print()
+        extra["resilience"] = _resilience.run_resilience_suite(console, log, quick=args.quick, env=env)
     extra["suite_wall_s"] = time.perf_counter() - started
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -337,7 +337,10 @@ class RateLimiter:
             if remaining is None:
                 continue
             if bucket is not None:
-                if bucket.level(now) > remaining:
+                # Servers report whole units (the floor of their level): only a bucket a whole unit
+                # above the report is wrong. Lowering on every fraction would shave up to one request
+                # off the budget per answer, a few percent of the limit lost for nothing.
+                if bucket.level(now) >= remaining + 1:
                     bucket.lower_to(remaining, now)
                     self._corrections += 1
             else:

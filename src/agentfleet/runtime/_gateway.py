@@ -59,7 +59,7 @@ __all__ = ["CachePlan", "Gateway", "GuardStatistics", "ProviderGuard", "Target",
 #: HTTP statuses that say "too much load" (halve the adaptive limit), unlike a plain 500.
 _CONGESTION_STATUSES = frozenset({429, 503, 529})
 _STATUS_IN_MESSAGE = re.compile(r"\bHTTP (\d{3})\b")
-_LIMIT_KEYS = ("rpm", "tpm", "max_concurrency", "adaptive", "initial_concurrency", "shared")
+_LIMIT_KEYS = ("rpm", "tpm", "max_concurrency", "burst", "adaptive", "initial_concurrency", "shared")
 
 
 def error_status(exc: BaseException) -> int | None:
@@ -366,7 +366,7 @@ class Gateway:
         if shared is not None:
             limiter = shared
         elif rpm is not None or tpm is not None or cap is not None:
-            limiter = RateLimiter(rpm=rpm, tpm=tpm, max_concurrency=cap)
+            limiter = RateLimiter(rpm=rpm, tpm=tpm, max_concurrency=cap, burst_requests=limits.get("burst"))
         adaptive_on = limits.get("adaptive")
         if adaptive_on is None:
             adaptive_on = http

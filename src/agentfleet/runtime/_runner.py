@@ -411,7 +411,7 @@ class Runner:
         from ..resilience import SharedRateLimiter
 
         return SharedRateLimiter(url, identity, rpm=limits.get("rpm"), tpm=limits.get("tpm"),
-                                 max_concurrency=limits.get("max_concurrency"))
+                                 max_concurrency=limits.get("max_concurrency"), burst_requests=limits.get("burst"))
 
     def _make_pool(self, name: str, agent: AgentSpec) -> AgentPool | SlotPool:
         """A pool for ``agent``: members over one shared provider, or (command workers) one each."""

@@ -99,6 +99,7 @@ class LimitSpec(_Model):
     rpm: float | None = Field(None, gt=0)
     tpm: float | None = Field(None, gt=0)
     max_concurrency: int | None = Field(None, ge=1, le=100_000)
+    burst: float | None = Field(None, gt=0)  # requests an idle client may send at once (default: a minute's worth)
     adaptive: bool | None = None
     initial_concurrency: int = Field(16, ge=1, le=100_000)
     shared: bool = False
@@ -167,7 +168,7 @@ class ResilienceSettings(_Model):
     """How provider calls absorb rate limits and faults (see docs/resilience.md)."""
 
     limits: dict[str, LimitSpec] = Field(default_factory=dict)  # "provider" or "provider/model"
-    retry_budget: float = Field(0.5, ge=0, le=100)  # retries as a share of first attempts (per run)
+    retry_budget: float = Field(1.0, ge=0, le=100)  # retries as a share of first attempts (per run)
     retry_budget_min: float = Field(1.0, ge=0)  # retries per second always allowed
     breaker: BreakerSpec = Field(default_factory=lambda: BreakerSpec())
     guard: GuardSpec = Field(default_factory=lambda: GuardSpec())
