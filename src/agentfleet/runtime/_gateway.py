@@ -607,6 +607,13 @@ class Gateway:
             if losers:
                 await asyncio.gather(*losers, return_exceptions=True)
 
+    async def aclose(self) -> None:
+        """Close what the guards hold open (a shared limiter's Redis connection)."""
+        for guard in self.guards.values():
+            closing = getattr(guard.limiter, "aclose", None)
+            if closing is not None:
+                await closing()
+
     # -- reports -------------------------------------------------------------------------------
 
     def statistics(self) -> list[GuardStatistics]:

@@ -472,6 +472,7 @@ class Runner:
         return warnings
 
     async def _close_providers(self) -> None:
+        await self._gateway.aclose()
         for pool in self._pools.values():
             await pool.aclose()
         for name, provider in self._providers.items():
@@ -1030,9 +1031,11 @@ class Runner:
             if isinstance(error, ProviderError) and error.retryable:
                 own = failures - failures_before  # failures on the current candidate
                 more = route_at + 1 < gateway.candidates(step.agent)
-                if own <= step.retries and not (more and isinstance(error, CircuitOpen)):
+                reopens = gateway.reopens_in(step.agent, route_at)
+                # an open circuit with a fallback behind it: fail over now rather than wait it out
+                if own <= step.retries and not (more and (isinstance(error, CircuitOpen) or reopens is not None)):
                     if gateway.budget.try_retry(clock.now()):
-                        await clock.sleep(self._retry_delay(own, error, gateway.reopens_in(step.agent, route_at)))
+                        await clock.sleep(self._retry_delay(own, error, reopens))
                         continue
                     spent = gateway.budget.statistics(clock.now())
                     error = RetryBudgetExhausted(
