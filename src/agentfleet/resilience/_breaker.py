@@ -125,7 +125,11 @@ class CircuitBreaker:
         if state is BreakerState.HALF_OPEN:
             self._close()
         elif state is BreakerState.CLOSED and self.failure_rate > 0.0:
-            self._successes.append(now)
+            successes = self._successes
+            successes.append(now)
+            horizon = now - self.window
+            while successes[0] <= horizon:  # bounded: a healthy provider never calls _expire
+                successes.popleft()
 
     def record_failure(self, now: float) -> None:
         """A call failed; may open the circuit (closed) or reopen it (half-open)."""

@@ -457,6 +457,9 @@ class Gateway:
         route = self.routes[agent]
         targets = route.targets
         now = self.clock.now()
+        if len(targets) == 1:  # the common case: only the breaker to ask
+            targets[0].guard.breaker.check(now)
+            return 0, targets[0]
         order = list(range(first, len(targets)))
         if route.routing == "latency" and len(order) > 1:
             order.sort(key=lambda i: -targets[i].quality)  # stable: declared order breaks ties

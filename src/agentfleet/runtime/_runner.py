@@ -970,7 +970,10 @@ class Runner:
         route_at = 0  # the candidate (primary, then fallbacks) calls start from
         failures_before = 0  # failures counted against earlier candidates
         deadline = (task.deadline if task is not None else None) or timeout
-        caching = self._cache is not None and (task is None or task.cache is None or task.cache.enabled)
+        policy = task.cache if task is not None else None
+        # Only a deterministic request (temperature 0) or a task that opts in can use the cache.
+        caching = self._cache is not None and (policy is None or policy.enabled) and (
+            agent.temperature == 0 or (policy is not None and policy.always))
         while True:
             record.attempts += 1
             attempt_start = scheduler.now() if store is not None else 0.0
@@ -1065,7 +1068,7 @@ class Runner:
 
     def _cache_plan(self, inst: Instance, request: ProviderRequest) -> CachePlan | None:
         """The cache key and tags of a task's call, or None when its answer may not be reused."""
-        from ..cache import cache_key, cacheable
+        from ..cache import cache_key, cacheable  # here, not at import: the cache package loads redis
 
         task = inst.step.spec
         policy = task.cache if task is not None else None
