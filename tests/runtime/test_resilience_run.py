@@ -375,3 +375,16 @@ def test_a_5xx_gives_its_request_back_to_the_limiter() -> None:
     result = run(spec, providers={"a": fake})
     assert result.ok
     assert sorted(fake.started_at)[:2] == [0, 0] and sorted(fake.started_at)[2] < 30
+
+
+def test_an_unreachable_l2_cache_is_a_spec_error_naming_the_setting(tmp_path: Any) -> None:
+    from agentfleet.store import RunStore
+
+    spec = build(tasks(1), {"a": {"temperature": 0}}, cache={"redis": "redis://127.0.0.1:1/0"})
+    store = RunStore(str(tmp_path / "runs.db"))
+    try:
+        with pytest.raises(SpecError, match="settings.cache.redis") as caught:
+            run_virtual(Runner(spec, store=store).run())
+        assert caught.value.exit_code == 2 and "127.0.0.1:1" in str(caught.value)
+    finally:
+        store.close()

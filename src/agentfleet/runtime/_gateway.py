@@ -99,27 +99,27 @@ def parse_limits_env(text: str, *, variable: str = "AGENTFLEET_LIMITS") -> dict[
         key, sep, body = part.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise SpecError(f"{variable}: expected 'provider[/model]=rpm:N,tpm:N,...', got {part!r}",
+            raise SpecError(f"expected 'provider[/model]=rpm:N,tpm:N,...', got {part!r}",
                             field=variable)
         fields: dict[str, Any] = {}
         for item in body.split(","):
             name, colon, value = item.strip().partition(":")
             name = name.strip()
             if not colon or name not in _LIMIT_KEYS:
-                raise SpecError(f"{variable}: {key}: unknown setting {item.strip()!r} "
+                raise SpecError(f"{key}: unknown setting {item.strip()!r} "
                                 f"(known: {', '.join(_LIMIT_KEYS)})", field=variable)
             value = value.strip()
             if name in ("adaptive", "shared"):
                 if value.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
-                    raise SpecError(f"{variable}: {key}: {name} must be true or false, got {value!r}", field=variable)
+                    raise SpecError(f"{key}: {name} must be true or false, got {value!r}", field=variable)
                 fields[name] = value.lower() in ("true", "1", "yes", "on")
                 continue
             try:
                 number = float(value)
             except ValueError:
-                raise SpecError(f"{variable}: {key}: {name} must be a number, got {value!r}", field=variable) from None
+                raise SpecError(f"{key}: {name} must be a number, got {value!r}", field=variable) from None
             if not number > 0 or not math.isfinite(number):
-                raise SpecError(f"{variable}: {key}: {name} must be positive, got {value!r}", field=variable)
+                raise SpecError(f"{key}: {name} must be positive, got {value!r}", field=variable)
             fields[name] = int(number) if name in ("max_concurrency", "initial_concurrency") else number
         limits[key] = fields
     return limits

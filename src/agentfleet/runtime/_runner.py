@@ -734,10 +734,10 @@ class Runner:
                 try:
                     await redis.lookup("agentfleet:ping", time.time())
                 except CacheError as exc:
+                    await redis.aclose()
                     file, line = self.spec.locate("settings", "cache", "redis")
-                    where = f"{file}:{line}: " if line else ""
-                    raise CacheError(f"{where}settings.cache.redis: cannot use {redis.url}: {exc}; "
-                                     "start Redis or remove the setting") from None
+                    raise SpecError(f"cannot use {redis.url} as the L2 cache ({exc}); start Redis or remove "
+                                    "the setting", file=file, line=line, field="settings.cache.redis") from None
                 levels.append(redis)
             if cfg.sqlite and self.store is not None:
                 sqlite = (SqliteCache(self.store.path, max_bytes=cfg.sqlite_bytes) if cfg.sqlite_bytes
