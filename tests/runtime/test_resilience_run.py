@@ -383,7 +383,7 @@ def test_an_unreachable_l2_cache_is_a_spec_error_naming_the_setting(tmp_path: An
     spec = build(tasks(1), {"a": {"temperature": 0}}, cache={"redis": "redis://127.0.0.1:1/0"})
     store = RunStore(str(tmp_path / "runs.db"))
     try:
-        with pytest.raises(SpecError, match="settings.cache.redis") as caught:
+        with pytest.raises(SpecError, match=r"settings\.cache\.redis") as caught:
             run_virtual(Runner(spec, store=store).run())
         assert caught.value.exit_code == 2 and "127.0.0.1:1" in str(caught.value)
     finally:
