@@ -16,6 +16,8 @@ provider (httpx, keep-alive), or through the real CLI in fresh processes:
 4. coalesce  100 tasks asking the same deterministic question at once: server requests.
 5. hedging   a server whose latency has a heavy tail (5% of answers 20x slower): p99 task latency
              with ``hedge: true`` vs without, same seed.
+6. adaptive  a server that serves 8 requests at a time (429 above) and a client told nothing:
+             the AIMD gate vs a fixed concurrency of 64.
 """
 
 from __future__ import annotations
@@ -286,6 +288,39 @@ def _hedge_rows(quick: bool, methods: dict[str, str], log: Console) -> list[Row]
                 target="report", verdict="REPORT", method="hedging", data=out)]
 
 
+# -- 6. adaptive concurrency ----------------------------------------------------------------------------
+
+
+def _adaptive_rows(quick: bool, methods: dict[str, str], log: Console) -> list[Row]:
+    n = 150 if quick else 300
+    out: dict[str, dict[str, Any]] = {}
+    for label, adaptive in (("adaptive", True), ("fixed", False)):
+        with _server(max_concurrency=8, latency=0.2, seed=13) as server:
+            tasks = [{"id": f"t{i}", "prompt": f"job {i}", "retries": 20} for i in range(n)]
+            spec = _workflow(server.url, tasks, {"temperature": 0.7, "pool": {"size": 64, "max": 64},
+                                                 "rate_limit": {"adaptive": adaptive}},
+                             max_parallel=64, policy="continue")
+            started = time.perf_counter()
+            result = _run(spec, cache=False)
+            wall = time.perf_counter() - started
+            counts = server.counts()
+        out[label] = {"wall_s": wall, "received": counts.received, "rate_limited": counts.rate_limited,
+                      "failed": sum(1 for r in result.records if r.state != "done"),
+                      "limit": result.resilience[0].adaptive_limit}
+        log.print(f"  adaptive {label}: {counts.rate_limited} 429s of {counts.received} requests, "
+                  f"{out[label]['failed']} failed, {wall:.2f}s")
+    a, f = out["adaptive"], out["fixed"]
+    methods["adaptive"] = (f"{n} tasks, max_parallel 64, a pool of 64; the fault server serves 8 at a time (429 above, "
+                           "Retry-After 200 ms), 200 ms latency; no client limits configured. adaptive: the default AIMD "
+                           "gate for HTTP providers; fixed: adaptive: false")
+    return [Row(key="adaptive", figure="6 adaptive concurrency, server limit unknown to the client",
+                measured=[f"AIMD: {a['rate_limited']} 429s / {a['received']} requests, {a['failed']} failed, settled at "
+                          f"{a['limit']} in flight, {a['wall_s']:.2f}s",
+                          f"fixed 64: {f['rate_limited']} 429s / {f['received']} requests, {f['failed']} failed "
+                          f"(retry budget), {f['wall_s']:.2f}s"],
+                target="report", verdict="REPORT", method="adaptive", data=out)]
+
+
 def run_resilience_suite(console: Console, log: Console, *, quick: bool, env: dict[str, Any]) -> dict[str, Any]:
     """Measure every figure, print the table and the method lines; return the JSON entry."""
     started = time.perf_counter()
@@ -298,6 +333,7 @@ def run_resilience_suite(console: Console, log: Console, *, quick: bool, env: di
     _guard("l1", rows, lambda: _l1_rows(quick, methods), log)
     _guard("coalesce", rows, lambda: _coalesce_rows(methods), log)
     _guard("hedging", rows, lambda: _hedge_rows(quick, methods, log), log)
+    _guard("adaptive", rows, lambda: _adaptive_rows(quick, methods, log), log)
     wall = time.perf_counter() - started
     title = (f"agentfleet resilience benchmarks ({'quick' if quick else 'full'}) · python {env['python']} · "
              f"{env['cpu_usable']} CPUs · commit {(env['git_commit'] or '?')[:10]}"
@@ -314,7 +350,7 @@ def run_resilience_suite(console: Console, log: Console, *, quick: bool, env: di
         table.add_row(Text(row.figure), cell, Text(row.target), Text(row.verdict, style=_STYLE.get(row.verdict, "")))
     console.print()
     console.print(table)
-    for n, key in enumerate(("goodput", "cache", "l1", "coalesce", "hedging"), 1):
+    for n, key in enumerate(("goodput", "cache", "l1", "coalesce", "hedging", "adaptive"), 1):
         if key in methods:
             console.print(Text(f"[{n}] {key}: ", style="bold").append(methods[key], style="dim"))
     counts = {v: sum(1 for r in rows if r.verdict == v) for v in ("PASS", "FAIL", "REPORT", "N/A")}

@@ -124,3 +124,22 @@ def test_two_runners_share_one_rate_limit_through_redis() -> None:
         counts = server.counts()
     assert all(r.ok for r in results)
     assert counts.succeeded == 24 and counts.rate_limited == 0
+
+
+def test_adaptive_concurrency_settles_at_the_servers_real_limit_without_a_retry_storm() -> None:
+    # The server takes 4 requests at a time and answers 429 above that; the client is told nothing
+    # and could send 40 at once. Same run with the adaptive limit switched off, for comparison.
+    counts = {}
+    for adaptive in (True, False):
+        with FaultServer(max_concurrency=4, latency=0.05, seed=8) as server:
+            result = run(spec(server.url, 120, max_parallel=40, policy="continue", agent={
+                "pool": {"size": 40, "max": 40}, "rate_limit": {"adaptive": adaptive}}))
+            counts[adaptive] = server.counts()
+        assert counts[adaptive].duplicates == 0
+        if adaptive:
+            assert result.ok and counts[adaptive].succeeded == 120
+            limit = result.resilience[0].adaptive_limit
+            assert limit is not None and limit <= 8
+    # AIMD halves once per congestion episode: far fewer 429s than a fixed concurrency of 40 (which
+    # runs into the retry budget: its retry storm is what the budget is there to stop)
+    assert counts[True].rate_limited * 2 < counts[False].rate_limited
