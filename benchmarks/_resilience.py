@@ -310,12 +310,12 @@ def _adaptive_rows(quick: bool, methods: dict[str, str], log: Console) -> list[R
         log.print(f"  adaptive {label}: {counts.rate_limited} 429s of {counts.received} requests, "
                   f"{out[label]['failed']} failed, {wall:.2f}s")
     a, f = out["adaptive"], out["fixed"]
-    methods["adaptive"] = (f"{n} tasks, max_parallel 64, a pool of 64; the fault server serves 8 at a time (429 above, "
-                           "Retry-After 200 ms), 200 ms latency; no client limits configured. adaptive: the default AIMD "
-                           "gate for HTTP providers; fixed: adaptive: false")
+    methods["adaptive"] = (f"{n} tasks, max_parallel 64, a pool of 64; the fault server serves 8 at a time "
+                           "(429 above, Retry-After 200 ms), 200 ms latency; no client limits configured. adaptive: "
+                           "the default AIMD gate for HTTP providers; fixed: adaptive: false")
     return [Row(key="adaptive", figure="6 adaptive concurrency, server limit unknown to the client",
-                measured=[f"AIMD: {a['rate_limited']} 429s / {a['received']} requests, {a['failed']} failed, settled at "
-                          f"{a['limit']} in flight, {a['wall_s']:.2f}s",
+                measured=[f"AIMD: {a['rate_limited']} 429s / {a['received']} requests, {a['failed']} failed, "
+                          f"settled at {a['limit']} in flight, {a['wall_s']:.2f}s",
                           f"fixed 64: {f['rate_limited']} 429s / {f['received']} requests, {f['failed']} failed "
                           f"(retry budget), {f['wall_s']:.2f}s"],
                 target="report", verdict="REPORT", method="adaptive", data=out)]
