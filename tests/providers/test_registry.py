@@ -104,7 +104,7 @@ class TestExports:
         """The package exports exactly its documented names, all importable."""
         assert sorted(providers.__all__) == sorted([
             "OPENAI_COMPATIBLE", "PROVIDER_NAMES", "SIM_PROFILES",
-            "AnthropicProvider", "CommandProvider", "HTTPSettings", "OpenAIProvider",
+            "AnthropicProvider", "CommandProvider", "HTTPSettings", "OpenAIEmbeddingsProvider", "OpenAIProvider",
             "ProviderStatistics", "PythonProvider", "SimPlan", "SimProfile", "SimProvider",
             "build_provider",
         ])

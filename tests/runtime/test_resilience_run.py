@@ -388,3 +388,11 @@ def test_an_unreachable_l2_cache_is_a_spec_error_naming_the_setting(tmp_path: An
         assert caught.value.exit_code == 2 and "127.0.0.1:1" in str(caught.value)
     finally:
         store.close()
+
+
+def test_check_builds_fallback_providers_and_names_a_bad_one() -> None:
+    from agentfleet.errors import ProviderConfigError
+
+    spec = build(tasks(1), {"a": {"fallbacks": [{"provider": "nosuch", "model": "x"}]}})
+    with pytest.raises(ProviderConfigError, match="agent 'a', fallback 1: unknown provider 'nosuch'"):
+        asyncio.run(Runner(spec).preflight())

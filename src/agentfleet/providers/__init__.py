@@ -15,7 +15,7 @@ from __future__ import annotations
 from ._anthropic import AnthropicProvider
 from ._command import CommandProvider
 from ._http import HTTPSettings
-from ._openai import OpenAIProvider
+from ._openai import OpenAIEmbeddingsProvider, OpenAIProvider
 from ._python import PythonProvider
 from ._registry import OPENAI_COMPATIBLE, PROVIDER_NAMES, build_provider
 from ._sim import SIM_PROFILES, SimPlan, SimProfile, SimProvider
@@ -28,6 +28,7 @@ __all__ = [
     "AnthropicProvider",
     "CommandProvider",
     "HTTPSettings",
+    "OpenAIEmbeddingsProvider",
     "OpenAIProvider",
     "ProviderStatistics",
     "PythonProvider",

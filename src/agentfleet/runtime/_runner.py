@@ -329,10 +329,7 @@ class Runner:
             self._pools[name] = self._make_pool(name, self.spec.agents[name])
             for n, fallback in enumerate(self.spec.agents[name].fallbacks, 1):
                 alias = f"{name}~{n}"
-                spec = self.spec.agents[name].model_copy(update={
-                    "name": alias, "provider": fallback.provider, "model": fallback.model,
-                    "options": fallback.options, "fallbacks": [], "quality": fallback.quality,
-                    "expected_latency": fallback.expected_latency})
+                spec = self._fallback_spec(name, n, fallback)
                 self._fallback_specs[alias] = spec
                 self._build_provider(alias, spec)
                 self._pools[alias] = self._make_pool(alias, spec)
@@ -340,6 +337,13 @@ class Runner:
         # Pools whose members have a cold start worth hiding (processes, connections).
         self._warmable = {name for name, pool in self._pools.items()
                           if isinstance(pool, AgentPool) and self._agent_spec(name).pool.prewarm}
+
+    def _fallback_spec(self, name: str, n: int, fallback: Any) -> AgentSpec:
+        """Agent ``name`` with its ``n``-th fallback's provider, model and options ("name~n")."""
+        return self.spec.agents[name].model_copy(update={
+            "name": f"{name}~{n}", "provider": fallback.provider, "model": fallback.model,
+            "options": fallback.options, "fallbacks": [], "quality": fallback.quality,
+            "expected_latency": fallback.expected_latency})
 
     def _agent_spec(self, name: str) -> AgentSpec:
         return self.spec.agents.get(name) or self._fallback_specs[name]
@@ -446,7 +450,8 @@ class Runner:
             file, line = (self.spec.locate("agents", base, "fallbacks", int(nth) - 1) if nth
                           else self.spec.locate("agents", name))
             where = f"{file}:{line}: " if line else (f"{file}: " if file != "<python>" else "")
-            located = type(exc)(f"{where}{exc}")  # str(exc) already names the provider
+            text = str(exc).replace(f"agent {name!r}", f"agent {base!r}, fallback {nth}") if nth else str(exc)
+            located = type(exc)(f"{where}{text}")  # the message already names the provider
             located.provider = exc.provider
             raise located from None
 
@@ -466,6 +471,12 @@ class Runner:
                     self._build_provider(name)
                 except MissingCredentials as exc:
                     warnings.append(str(exc))
+                for n, fallback in enumerate(self.spec.agents[name].fallbacks, 1):
+                    alias = f"{name}~{n}"
+                    try:
+                        self._build_provider(alias, self._fallback_spec(name, n, fallback))
+                    except MissingCredentials as exc:
+                        warnings.append(str(exc))
         finally:
             await self._close_providers()
             self._providers.clear()
