@@ -30,15 +30,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import httpx
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from ._runtime import _STYLE, Row, _guard
+from ._runtime import Row, _guard, render_suite
 
 __all__ = ["run_resilience_suite"]
 
@@ -338,24 +337,6 @@ def run_resilience_suite(console: Console, log: Console, *, quick: bool, env: di
     title = (f"agentfleet resilience benchmarks ({'quick' if quick else 'full'}) · python {env['python']} · "
              f"{env['cpu_usable']} CPUs · commit {(env['git_commit'] or '?')[:10]}"
              f"{'+dirty' if env['git_dirty'] else ''}")
-    table = Table(title=title, show_lines=True, expand=False)
-    table.add_column("figure", max_width=34)
-    table.add_column("measured", min_width=40)
-    table.add_column("target", max_width=22)
-    table.add_column("verdict", min_width=7)
-    for row in rows:
-        cell = Text(row.measured[0] if row.measured else "", style="bold")
-        for line in row.measured[1:]:
-            cell.append("\n" + line, style="dim")
-        table.add_row(Text(row.figure), cell, Text(row.target), Text(row.verdict, style=_STYLE.get(row.verdict, "")))
-    console.print()
-    console.print(table)
-    for n, key in enumerate(("goodput", "cache", "l1", "coalesce", "hedging", "adaptive"), 1):
-        if key in methods:
-            console.print(Text(f"[{n}] {key}: ", style="bold").append(methods[key], style="dim"))
-    counts = {v: sum(1 for r in rows if r.verdict == v) for v in ("PASS", "FAIL", "REPORT", "N/A")}
-    console.print(Text(f"Resilience suite: {counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['REPORT']} REPORT, "
-                       f"{counts['N/A']} N/A; wall time {wall:.1f} s.", style="dim"))
-    from dataclasses import asdict
-
+    counts = render_suite(console, title, rows, methods,
+                          ("goodput", "cache", "l1", "coalesce", "hedging", "adaptive"), "Resilience suite", wall)
     return {"quick": quick, "wall_s": wall, "rows": [asdict(r) for r in rows], "methods": methods, "verdicts": counts}

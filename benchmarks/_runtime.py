@@ -29,7 +29,7 @@ from rich.text import Text
 
 from . import _runtime_measure as m
 
-__all__ = ["Row", "run_runtime_suite"]
+__all__ = ["Row", "render_suite", "run_runtime_suite"]
 
 SCALING_SIZES = (1, 8, 64, 512)
 SCALING_LATENCY = 0.2  # seconds, real time
@@ -453,6 +453,30 @@ def _guard(name: str, rows: list[Row], fn: Callable[[], list[Row]], log: Console
     log.print(f"  [dim]{name}: {time.perf_counter() - t0:.1f} s[/]")
 
 
+def render_suite(console: Console, title: str, rows: list[Row], methods: dict[str, str], order: tuple[str, ...],
+                 label: str, wall: float) -> dict[str, int]:
+    """A suite's table (figure, measured, target, verdict), its numbered method lines and the tally."""
+    table = Table(title=title, show_lines=True, expand=False)
+    table.add_column("figure", max_width=34)
+    table.add_column("measured", min_width=40)
+    table.add_column("target", max_width=22)
+    table.add_column("verdict", min_width=7)
+    for row in rows:
+        cell = Text(row.measured[0] if row.measured else "", style="bold")
+        for line in row.measured[1:]:
+            cell.append("\n" + line, style="dim")
+        table.add_row(Text(row.figure), cell, Text(row.target), Text(row.verdict, style=_STYLE.get(row.verdict, "")))
+    console.print()
+    console.print(table)
+    for n, key in enumerate(order, 1):
+        if key in methods:
+            console.print(Text(f"[{n}] {key}: ", style="bold").append(methods[key], style="dim"))
+    counts = {v: sum(1 for r in rows if r.verdict == v) for v in ("PASS", "FAIL", "REPORT", "N/A")}
+    console.print(Text(f"{label}: {counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['REPORT']} REPORT, "
+                       f"{counts['N/A']} N/A; wall time {wall:.1f} s.", style="dim"))
+    return counts
+
+
 def run_runtime_suite(console: Console, log: Console, *, quick: bool, env: dict[str, Any]) -> dict[str, Any]:
     """Measure every figure, print the table and the method lines; return the JSON entry."""
     plan = _Plan(quick)
@@ -477,25 +501,8 @@ def run_runtime_suite(console: Console, log: Console, *, quick: bool, env: dict[
     title = (f"agentfleet runtime benchmarks ({'quick' if quick else 'full'}) · python {env['python']} · "
              f"{env['cpu_usable']} CPUs · load avg {load0[0]:.2f} → {load1[0]:.2f} · "
              f"commit {(env['git_commit'] or '?')[:10]}{'+dirty' if env['git_dirty'] else ''}")
-    table = Table(title=title, show_lines=True, expand=False)
-    table.add_column("figure", max_width=34)
-    table.add_column("measured", min_width=40)
-    table.add_column("target", max_width=22)
-    table.add_column("verdict", min_width=7)
-    for row in rows:
-        cell = Text(row.measured[0] if row.measured else "", style="bold")
-        for line in row.measured[1:]:
-            cell.append("\n" + line, style="dim")
-        table.add_row(Text(row.figure), cell, Text(row.target), Text(row.verdict, style=_STYLE.get(row.verdict, "")))
-    console.print()
-    console.print(table)
-    order = ("activation", "spawn", "memory", "context", "scaling", "bus")
-    for n, key in enumerate(order, 1):
-        if key in methods:
-            console.print(Text(f"[{n}] {key}: ", style="bold").append(methods[key], style="dim"))
-    counts = {v: sum(1 for r in rows if r.verdict == v) for v in ("PASS", "FAIL", "REPORT", "N/A")}
-    console.print(Text(f"Runtime suite: {counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['REPORT']} REPORT, "
-                       f"{counts['N/A']} N/A; wall time {wall:.1f} s.", style="dim"))
+    counts = render_suite(console, title, rows, methods,
+                          ("activation", "spawn", "memory", "context", "scaling", "bus"), "Runtime suite", wall)
     return {
         "quick": quick,
         "wall_s": wall,

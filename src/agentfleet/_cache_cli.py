@@ -19,13 +19,15 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ._subcli import fail as _fail
+from ._subcli import out as _out
 from .errors import AgentFleetError, CacheError, StoreError
 from .store import DEFAULT_DB
 
@@ -55,16 +57,19 @@ NamespaceOpt = Annotated[str, typer.Option("--namespace", help="Key prefix of th
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
 
 
-def _out() -> Console:
-    # Made per command, not at import: the console then sees the current stream and COLUMNS.
-    return Console(highlight=False)
+def _open_for_change(ctx: typer.Context, db: str, redis_url: str | None) -> SqliteCache | None:
+    """The SQLite level a command changes (None when there is no database but a Redis to change);
+    no database and no Redis is an error."""
+    from .cache import SqliteCache
 
-
-def _fail(ctx: typer.Context, exc: AgentFleetError) -> NoReturn:
-    if ctx.find_root().params.get("debug"):  # the main app's --debug: let the traceback show
-        raise exc
-    Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
-    raise typer.Exit(exc.exit_code)
+    if not _db_exists(db):
+        if redis_url is None:
+            _fail(ctx, _no_database(db))
+        return None
+    try:
+        return SqliteCache(db, create=False)
+    except AgentFleetError as exc:
+        _fail(ctx, exc)
 
 
 def _db_exists(db: str) -> bool:
@@ -304,18 +309,9 @@ def clear(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Remove every cached entry and the tag graph (in SQLite, and in Redis with --redis); counters stay."""
-    from .cache import SqliteCache
 
     out = _out()
-    exists = _db_exists(db)
-    if not exists and redis_url is None:
-        _fail(ctx, _no_database(db))
-    cache: SqliteCache | None = None
-    if exists:
-        try:
-            cache = SqliteCache(db, create=False)
-        except AgentFleetError as exc:
-            _fail(ctx, exc)
+    cache = _open_for_change(ctx, db, redis_url)
 
     async def work(redis: RedisCache | None) -> str | None:
         assert cache is not None or redis is not None
@@ -351,7 +347,7 @@ def clear(
     finally:
         if cache is not None:
             cache.close()
-    if not exists:
+    if cache is None:
         out.print(f"[dim]no cache database at {escape(db)}; cleared redis only[/]")
     if message:
         out.print(message)
@@ -371,18 +367,9 @@ def invalidate(
     json_out: JsonOpt = False,
 ) -> None:
     """Remove the entries carrying TAG, or a tag derived from it through the tag graph; how many per level."""
-    from .cache import SqliteCache
 
     out = _out()
-    exists = _db_exists(db)
-    if not exists and redis_url is None:
-        _fail(ctx, _no_database(db))
-    cache: SqliteCache | None = None
-    if exists:
-        try:
-            cache = SqliteCache(db, create=False)
-        except AgentFleetError as exc:
-            _fail(ctx, exc)
+    cache = _open_for_change(ctx, db, redis_url)
 
     async def work(redis: RedisCache | None) -> tuple[set[str], dict[str, int]]:
         # The tag graph lives in the SQLite level; without a database only the tags given count.
@@ -403,7 +390,7 @@ def invalidate(
     if json_out:
         out.print_json(json.dumps({"tags": list(dict.fromkeys(tags)), "derived": derived, "removed": removed}))
         return
-    if not exists:
+    if cache is None:
         out.print(f"[dim]no cache database at {escape(db)}: no tag graph to follow; redis only[/]")
     also = f" and derived {', '.join(escape(t) for t in derived)}" if derived else ""
     counts = ", ".join(f"{n} from {level}" for level, n in removed.items())

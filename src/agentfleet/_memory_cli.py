@@ -12,13 +12,14 @@ import os
 import sys
 import time
 from dataclasses import asdict
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ._subcli import fail as _fail
+from ._subcli import out as _out
 from .errors import AgentFleetError, SpecError
 from .store import DEFAULT_DB, MemoryEntry, MemoryScope, MemoryStore, parse_ttl
 
@@ -36,18 +37,6 @@ DbOpt = Annotated[str, typer.Option("--db", help="Run database (SQLite).", envva
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
 AgentOpt = Annotated[str | None, typer.Option("--agent", help="Only this agent's memory.")]
 TeamOpt = Annotated[str | None, typer.Option("--team", help="Only this team's memory.")]
-
-
-def _out() -> Console:
-    # Made per command, not at import: the console then sees the current stream and COLUMNS.
-    return Console(highlight=False)
-
-
-def _fail(ctx: typer.Context, exc: AgentFleetError) -> NoReturn:
-    if ctx.find_root().params.get("debug"):  # the main app's --debug: let the traceback show
-        raise exc
-    Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
-    raise typer.Exit(exc.exit_code)
 
 
 def _owner(ctx: typer.Context, agent: str | None, team: str | None) -> tuple[str | None, MemoryScope | None]:
