@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ._subcli import duration as _duration
 from ._subcli import fail as _fail
 from ._subcli import out as _out
 from .errors import AgentFleetError, CacheError, StoreError
@@ -138,15 +139,6 @@ def _span(seconds: float) -> str:
     if seconds < 3600:
         return f"{int(seconds // 60)}m {int(seconds % 60)}s"
     return f"{int(seconds // 3600)}h {int(seconds % 3600 // 60)}m"
-
-
-def _duration(seconds: float) -> str:
-    """3d, 5h, 12m, 40s: the largest whole unit."""
-    seconds = max(0.0, seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
 
 
 def _ago(when: float | None, now: float) -> str:

@@ -18,6 +18,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ._subcli import duration as _duration
 from ._subcli import fail as _fail
 from ._subcli import out as _out
 from .errors import AgentFleetError, SpecError
@@ -47,15 +48,6 @@ def _owner(ctx: typer.Context, agent: str | None, team: str | None) -> tuple[str
     if team is not None:
         return team, "team"
     return None, None
-
-
-def _duration(seconds: float) -> str:
-    """3d, 5h, 12m, 40s: the largest whole unit."""
-    seconds = max(0.0, seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
 
 
 def _expiry(entry: MemoryEntry, now: float) -> str:

@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from .errors import AgentFleetError
 
-__all__ = ["fail", "out"]
+__all__ = ["duration", "fail", "out"]
 
 
 def out() -> Console:
@@ -25,3 +25,12 @@ def fail(ctx: typer.Context, exc: AgentFleetError) -> NoReturn:
         raise exc
     Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
     raise typer.Exit(exc.exit_code)
+
+
+def duration(seconds: float) -> str:
+    """3d, 5h, 12m, 40s: the largest whole unit."""
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"

@@ -28,13 +28,13 @@ import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from ..errors import CacheError
+from ..messaging._redis import redact
 from ._values import CacheHit, CacheValue, encode_value
 
 __all__ = ["RedisCache", "RedisCacheStatistics", "RedisCacheSummary"]
@@ -85,19 +85,6 @@ def _glob_escape(text: str) -> str:
     return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
-def _redact_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``, for messages."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-    except ValueError:
-        return url
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return urlunsplit((parts.scheme, f"{user}:***@{hostport}", parts.path, parts.query, parts.fragment))
-
-
 class RedisCache:
     """An async cache level in Redis; ``now`` is wall-clock seconds, TTLs are enforced by Redis."""
 
@@ -124,7 +111,7 @@ class RedisCache:
     @property
     def url(self) -> str:
         """The Redis URL, without its password."""
-        return _redact_url(self._url)
+        return redact(self._url)
 
     def _redis(self) -> aredis.Redis:
         if self._client is None:

@@ -80,9 +80,13 @@ _XReadResponse: TypeAlias = "list[tuple[str, _Entries]] | dict[str, _Entries] | 
 
 
 def redact(url: str) -> str:
-    """``url`` with its password, if any, replaced by ``***`` (for error messages)."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """``url`` with its password, if any, replaced by ``***`` (for error messages); the one copy the
+    bus, the Redis cache level and the shared rate limiter use."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+    except ValueError:  # a malformed URL (a bad port): shown as given, it holds no parsable password
         return url
     host = parts.hostname or ""
     if parts.port is not None:

@@ -57,10 +57,10 @@ import uuid
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from .._types import Clock
 from ..errors import BusClosed, BusError
+from ..messaging._redis import redact
 from ._ratelimit import Grant, Limiter, RateLimiter, RateLimiterStatistics, _number
 
 if TYPE_CHECKING:
@@ -302,7 +302,7 @@ class SharedRateLimiter:
                 self._client = aredis.Redis.from_url(self._url, socket_connect_timeout=self._socket_timeout,
                                                      socket_timeout=self._socket_timeout)
             except ValueError as exc:
-                raise BusError(f"shared rate limiter {self.key!r}: cannot use Redis at {_redact(self._url)}: "
+                raise BusError(f"shared rate limiter {self.key!r}: cannot use Redis at {redact(self._url)}: "
                                f"{exc}") from None
         return self._client
 
@@ -317,7 +317,7 @@ class SharedRateLimiter:
         try:
             reply = await script(keys=list(self.keys), args=args, client=client)
         except (RedisError, OSError) as exc:
-            raise BusError(f"shared rate limiter {self.key!r}: cannot {what} at {_redact(self._url)}: {exc}") from None
+            raise BusError(f"shared rate limiter {self.key!r}: cannot {what} at {redact(self._url)}: {exc}") from None
         return list(reply)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
@@ -542,16 +542,6 @@ class SharedRateLimiter:
 
 _SCRIPTS = {"acquire": _ACQUIRE, "settle": _SETTLE, "headers": _HEADERS, "state": _STATE}
 
-
-def _redact(url: str) -> str:
-    """``url`` with its password, if any, replaced by ``***`` (for error messages)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def _describe(client: aredis.Redis) -> str:
