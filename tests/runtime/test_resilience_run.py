@@ -396,3 +396,25 @@ def test_check_builds_fallback_providers_and_names_a_bad_one() -> None:
     spec = build(tasks(1), {"a": {"fallbacks": [{"provider": "nosuch", "model": "x"}]}})
     with pytest.raises(ProviderConfigError, match="agent 'a', fallback 1: unknown provider 'nosuch'"):
         asyncio.run(Runner(spec).preflight())
+
+
+def test_an_answer_that_is_not_json_is_used_but_not_cached() -> None:
+    class Opaque:
+        pass
+
+    class ObjectProvider(Scripted):
+        async def complete(self, request: ProviderRequest) -> ProviderResponse:
+            response = await super().complete(request)
+            response.data = Opaque()
+            return response
+
+    cache = TieredCache([MemoryCache()])
+    result = run(build(tasks(1), {"a": {"temperature": 0}}), providers={"a": ObjectProvider()}, cache=cache)
+    assert result.ok and cache.statistics().puts == 0
+
+
+def test_a_cancelled_hedge_is_not_counted_as_a_failure() -> None:
+    fake = Scripted(latency=lambda n: 100.0 if n == 1 else 1.0)
+    result = run(build(tasks(1), {"a": {"hedge": {"after": 2.0}}}), providers={"a": fake})
+    stats = result.resilience[0]
+    assert stats.calls == 2 and stats.succeeded == 1 and stats.failed == 0

@@ -250,6 +250,8 @@ class ProviderGuard:
 
     def outcome(self, latency: float, exc: BaseException | None, inflight: int) -> None:
         """Feed one finished call to the breaker, the adaptive limit and the latency window."""
+        if isinstance(exc, asyncio.CancelledError):
+            return  # a hedge that lost, or a run that stopped: says nothing about the provider
         now = self.clock.now()
         if exc is None:
             self.succeeded += 1
@@ -261,7 +263,7 @@ class ProviderGuard:
                 self.rate_limited += 1
             if breaker_failure(exc):
                 self.breaker.record_failure(now)
-        if self.adaptive is not None and not isinstance(exc, asyncio.CancelledError):
+        if self.adaptive is not None:
             before = self.adaptive.limit
             self.adaptive.on_sample(latency, exc is not None and congestion(exc), inflight, now)
             if self.adaptive.limit > before:
@@ -325,6 +327,7 @@ class CacheCounters:
     saved_tokens: int = 0
     saved_seconds: float = 0.0
     writes: int = 0
+    unstorable: int = 0
     by_level: dict[str, int] = field(default_factory=dict)
 
 
@@ -336,7 +339,6 @@ class Gateway:
         self.clock = clock
         self.cache: TieredCache | None = None
         self._coalescer: Any = None
-        self._level_names: list[str] = []
         if cache is not None:
             self.use_cache(cache, coalesce=coalesce)
         self.budget = budget if budget is not None else RetryBudget()
@@ -347,7 +349,6 @@ class Gateway:
     def use_cache(self, cache: TieredCache, *, coalesce: bool = True) -> None:
         """Read and write answers through ``cache``; with ``coalesce`` identical in-flight calls share one."""
         self.cache = cache
-        self._level_names = [level.name for level in cache.levels]
         if coalesce:
             from ..cache import Coalescer
 
@@ -432,7 +433,11 @@ class Gateway:
 
         value = response_to_json(response)
         value["latency"] = response.latency
-        await self.cache.put(plan.key, value, ttl=plan.ttl, tags=plan.tags, derived_from=plan.derived_from)
+        try:
+            await self.cache.put(plan.key, value, ttl=plan.ttl, tags=plan.tags, derived_from=plan.derived_from)
+        except TypeError:
+            self.cache_counters.unstorable += 1  # an answer that is not JSON (a python agent's object)
+            return
         self.cache_counters.writes += 1
 
     def _from_cache(self, value: dict[str, Any], meta: dict[str, Any] | None) -> ProviderResponse:

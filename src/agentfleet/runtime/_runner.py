@@ -770,6 +770,7 @@ class Runner:
             counters = self._gateway.cache_counters
             report = {
                 "lookups": stats.gets, "hits": counters.hits, "misses": stats.misses, "writes": counters.writes,
+                "unstorable": counters.unstorable,
                 "coalesced": counters.coalesced, "saved_tokens": counters.saved_tokens,
                 "saved_seconds": round(counters.saved_seconds, 6), "by_level": dict(counters.by_level),
                 "levels": [{"name": level.name, "lookups": level.lookups, "hits": level.hits,
