@@ -418,3 +418,8 @@ def test_a_cancelled_hedge_is_not_counted_as_a_failure() -> None:
     result = run(build(tasks(1), {"a": {"hedge": {"after": 2.0}}}), providers={"a": fake})
     stats = result.resilience[0]
     assert stats.calls == 2 and stats.succeeded == 1 and stats.failed == 0
+
+
+def test_an_unknown_tier_for_the_guard_is_a_spec_error_up_front() -> None:
+    with pytest.raises(SpecError, match="unknown tier 'nope'"):
+        Runner(build(tasks(1), {"a": {}}, resilience={"guard": {"hold_below": "nope"}}))

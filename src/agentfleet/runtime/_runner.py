@@ -222,6 +222,7 @@ class Runner:
             if cache_policy is not None and cache_policy.ttl is not None:
                 _check_ttl(self.spec, cache_policy.ttl, "tasks", step.index, "cache", "ttl")
         _check_ttl(self.spec, self.spec.settings.cache.ttl, "settings", "cache", "ttl")
+        self._hold_below()  # an unknown tier is an error now, not when the run starts
         ctx = self.spec.settings.context
         self._artifact_threshold = ctx.artifact_threshold
         self._preview_chars = ctx.preview_chars
@@ -516,6 +517,7 @@ class Runner:
 
     async def _run(self, resume: str | None) -> RunResult:
         previous: dict[str, TaskRecord] = {}
+        await self._open_cache()  # an unusable cache is an error before any run row exists
         if resume is not None:
             assert self.store is not None
             self.run_id = self.store.resolve(resume)
@@ -528,7 +530,6 @@ class Runner:
             )
         self.loop = asyncio.get_running_loop()
         self._open_stores()
-        await self._open_cache()
         limits = {name: float(pool.max * pool.per_member) for name, pool in self._pools.items()
                   if pool.max is not None}
         # Everything the scheduler builds lives for the whole run: no cyclic-GC passes over the
@@ -649,15 +650,7 @@ class Runner:
             sampler = ResourceSampler()
         cpu_bound = [name for name, agent in self.spec.agents.items()
                      if agent.provider.strip().lower() in ("command", "python")]
-        hold = spec.hold_below
-        if isinstance(hold, str):
-            tier = self.spec.settings.tiers.get(hold)
-            if tier is None:
-                file, line = self.spec.locate("settings", "resilience", "guard", "hold_below")
-                raise SpecError(f"settings.resilience.guard.hold_below: unknown tier {hold!r} "
-                                f"(tiers: {', '.join(self.spec.settings.tiers)})", file=file, line=line,
-                                field="settings.resilience.guard.hold_below")
-            hold = tier.priority
+        hold = self._hold_below()
         if not cpu_bound and hold is None:
             return None
         from ..resilience import ResourceGuard, ResourceMonitor
@@ -720,6 +713,18 @@ class Runner:
                                      or any(s.spec is not None and s.spec.remember is not None
                                             for s in self.plan.steps.values())):
             self._memory = MemoryStore(path)
+
+    def _hold_below(self) -> int | None:
+        """The priority below which the resource guard holds tiers back (a tier name resolved)."""
+        hold = self.spec.settings.resilience.guard.hold_below
+        if not isinstance(hold, str):
+            return hold
+        tier = self.spec.settings.tiers.get(hold)
+        if tier is None:
+            file, line = self.spec.locate("settings", "resilience", "guard", "hold_below")
+            raise SpecError(f"unknown tier {hold!r} (tiers: {', '.join(self.spec.settings.tiers)})",
+                            file=file, line=line, field="settings.resilience.guard.hold_below")
+        return tier.priority
 
     async def _open_cache(self) -> None:
         """The response cache the settings describe: L1 memory (one per process), L2 Redis when
