@@ -163,3 +163,14 @@ class TestFailureRate:
     def test_rate_must_be_a_share(self) -> None:
         with pytest.raises(ValueError, match="failure_rate"):
             CircuitBreaker(1, window=1.0, cooldown=1.0, failure_rate=1.5)
+
+
+def test_closed_flag_follows_the_state() -> None:
+    breaker = CircuitBreaker(1, window=10.0, cooldown=5.0)
+    assert breaker.closed
+    breaker.record_failure(0.0)
+    assert not breaker.closed and breaker.state(1.0) is BreakerState.OPEN
+    assert not breaker.closed and breaker.state(6.0) is BreakerState.HALF_OPEN  # still not closed
+    assert breaker.allow(6.0)
+    breaker.record_success(6.5)
+    assert breaker.closed and breaker.state(7.0) is BreakerState.CLOSED

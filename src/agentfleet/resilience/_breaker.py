@@ -74,6 +74,8 @@ class CircuitBreaker:
         self.provider = provider
         self._failures: deque[float] = deque()
         self._open_until: float | None = None  # set while open or half-open
+        #: True while closed: what a hot path may read before calling ``check`` at all
+        self.closed = True
         self._probes: deque[float] = deque()  # admission times of probes not yet reported
         self._opened = 0
         self._rejected = 0
@@ -124,7 +126,12 @@ class CircuitBreaker:
         state = self.state(now)
         if state is BreakerState.HALF_OPEN:
             self._close()
-        elif state is BreakerState.CLOSED and self.failure_rate > 0.0:
+        elif state is BreakerState.CLOSED:
+            self.note_success(now)
+
+    def note_success(self, now: float) -> None:
+        """``record_success`` for a breaker known to be closed (``closed``): the hot path's version."""
+        if self.failure_rate > 0.0:
             successes = self._successes
             successes.append(now)
             horizon = now - self.window
@@ -154,6 +161,7 @@ class CircuitBreaker:
 
     def _open(self, now: float) -> None:
         self._open_until = now + self.cooldown
+        self.closed = False
         self._failures.clear()
         self._successes.clear()
         self._probes.clear()
@@ -161,6 +169,7 @@ class CircuitBreaker:
 
     def _close(self) -> None:
         self._open_until = None
+        self.closed = True
         self._failures.clear()
         self._successes.clear()
         self._probes.clear()

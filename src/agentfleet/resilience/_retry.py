@@ -172,7 +172,10 @@ class RetryBudget:
 
     def record_request(self, now: float) -> None:
         """Count a first attempt (not a retry); it earns ``ratio`` of a retry."""
-        self._requests.append(now)
+        requests = self._requests
+        requests.append(now)
+        if requests[0] <= now - self.window_s:  # forget the old ones as we go: bounded on long runs
+            self._expire(now)
 
     def try_retry(self, now: float) -> bool:
         """Spend one retry if the budget allows it; False (and nothing spent) otherwise."""

@@ -530,6 +530,7 @@ class Runner:
             )
         self.loop = asyncio.get_running_loop()
         self._open_stores()
+        self._gateway.bind_time()
         limits = {name: float(pool.max * pool.per_member) for name, pool in self._pools.items()
                   if pool.max is not None}
         # Everything the scheduler builds lives for the whole run: no cyclic-GC passes over the
@@ -1007,7 +1008,7 @@ class Runner:
                                               first=route_at, deadline=deadline, cache=plan)
                 record.context_tokens = response.tokens_in or (
                     sent if prompt is base_prompt else estimate_tokens(system) + estimate_tokens(prompt))
-                if response.meta.get("cache") or record.meta.get("coalesced"):
+                if plan is not None and (response.meta.get("cache") or record.meta.get("coalesced")):
                     # answered without a provider call of its own: what it would have cost is saved
                     record.meta["saved_tokens"] = response.tokens_in + response.tokens_out
                 else:
