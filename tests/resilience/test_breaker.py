@@ -174,3 +174,15 @@ def test_closed_flag_follows_the_state() -> None:
     assert breaker.allow(6.0)
     breaker.record_success(6.5)
     assert breaker.closed and breaker.state(7.0) is BreakerState.CLOSED
+
+
+def test_calls_still_in_flight_count_against_the_rate() -> None:
+    # a burst of 30: the 9 fast failures come back before any of the 21 slow successes
+    breaker = CircuitBreaker(5, window=10.0, cooldown=30.0, failure_rate=0.5)
+    for i in range(9):
+        breaker.record_failure(0.001 * i, pending=29 - i)
+    assert breaker.closed
+    dead = CircuitBreaker(5, window=10.0, cooldown=30.0, failure_rate=0.5)
+    for i in range(6):
+        dead.record_failure(0.001 * i, pending=6 - i - 1)
+    assert not dead.closed  # 5 failures of 5 calls, nothing pending

@@ -4,7 +4,8 @@
 # Closed: calls pass; failures and successes are counted over a sliding ``window`` of seconds.
 # The circuit opens when the window holds at least ``failure_threshold`` failures AND they are at
 # least ``failure_rate`` of its calls (as resilience4j does): a count alone would open on a
-# busy, healthy provider with a steady 2% of 5xx, a rate alone on three calls out of four.
+# busy, healthy provider with a steady 2% of 5xx, a rate alone on three calls out of four. Calls
+# still in flight count in the rate's denominator (fast failures must not outvote slow successes).
 # Open: calls are refused without touching the provider for ``cooldown`` seconds. Half-open
 # (entered lazily, when the cooldown has passed): up to ``half_open_max`` probes are admitted; a
 # probe's success closes the circuit, its failure reopens it for another cooldown. A probe that
@@ -138,8 +139,12 @@ class CircuitBreaker:
             while successes[0] <= horizon:  # bounded: a healthy provider never calls _expire
                 successes.popleft()
 
-    def record_failure(self, now: float) -> None:
-        """A call failed; may open the circuit (closed) or reopen it (half-open)."""
+    def record_failure(self, now: float, pending: int = 0) -> None:
+        """A call failed; may open the circuit (closed) or reopen it (half-open).
+
+        ``pending``: calls sent and not answered yet. They count in the rate's denominator: errors
+        come back faster than answers, so at the start of a burst the first few outcomes are all
+        failures although most calls will succeed."""
         state = self.state(now)
         if state is BreakerState.HALF_OPEN:
             self._open(now)
@@ -148,7 +153,8 @@ class CircuitBreaker:
             self._expire(now)
             failures = len(self._failures)
             if failures >= self.failure_threshold and (
-                    self.failure_rate <= 0.0 or failures >= self.failure_rate * (failures + len(self._successes))):
+                    self.failure_rate <= 0.0
+                    or failures >= self.failure_rate * (failures + len(self._successes) + pending)):
                 self._open(now)
         # open: a call admitted before the circuit opened finished late; nothing to learn
 

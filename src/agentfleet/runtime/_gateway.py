@@ -199,7 +199,8 @@ class ProviderGuard:
         self.breaker = breaker
         self.clock = clock
         self.latencies = _Latencies()
-        self.inflight = 0
+        self.inflight = 0  # in the adaptive gate
+        self.pending = 0  # sent to the provider, not answered yet
         self._gate_waiters: deque[asyncio.Future[None]] = deque()
         self.calls = 0
         self.succeeded = 0
@@ -262,7 +263,7 @@ class ProviderGuard:
             if isinstance(exc, RateLimited):
                 self.rate_limited += 1
             if breaker_failure(exc):
-                self.breaker.record_failure(now)
+                self.breaker.record_failure(now, self.pending)
         if self.adaptive is not None:
             before = self.adaptive.limit
             self.adaptive.on_sample(latency, exc is not None and congestion(exc), inflight, now)
@@ -453,6 +454,7 @@ class Gateway:
             except WouldBlock:
                 member = await pool.acquire()
                 started = time()
+            guard.pending += 1
             try:
                 if timeout is None:
                     answer = await member.provider.complete(request)
@@ -460,9 +462,11 @@ class Gateway:
                     async with asyncio.timeout(timeout):
                         answer = await member.provider.complete(request)
             except BaseException as exc:
+                guard.pending -= 1
                 pool.release(member, lost=isinstance(exc, WorkerLost))
                 guard.outcome(time() - started, exc, 0)
                 raise
+            guard.pending -= 1
             pool.release(member, lost=False)
             now = time()
             guard.succeeded += 1
@@ -588,6 +592,7 @@ class Gateway:
             lost = False
             inflight = guard.inflight
             started = clock.now()
+            guard.pending += 1
             try:
                 if timeout is not None:
                     async with asyncio.timeout(timeout):
@@ -598,6 +603,7 @@ class Gateway:
                 lost = True
                 raise
             finally:
+                guard.pending -= 1
                 pool.release(member, lost=lost)
         except BaseException as exc:
             if started is not None:
