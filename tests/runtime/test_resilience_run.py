@@ -423,3 +423,30 @@ def test_a_cancelled_hedge_is_not_counted_as_a_failure() -> None:
 def test_an_unknown_tier_for_the_guard_is_a_spec_error_up_front() -> None:
     with pytest.raises(SpecError, match="unknown tier 'nope'"):
         Runner(build(tasks(1), {"a": {}}, resilience={"guard": {"hold_below": "nope"}}))
+
+
+def test_backoff_follows_the_providers_health_not_the_tasks_luck() -> None:
+    unlucky: list[float] = []
+
+    def fail(n: int, request: ProviderRequest) -> BaseException | None:
+        if request.prompt == "unlucky":
+            unlucky.append(asyncio.get_running_loop().time())
+            if len(unlucky) <= 5:
+                return ProviderError("HTTP 500 from fake: boom", provider="fake", retryable=True)
+        return None
+
+    def workload(with_others: bool) -> list[float]:
+        unlucky.clear()
+        chain = [{"id": f"u{i}", "agent": "a", "prompt": f"steady {i}", "depends_on": [f"u{i - 1}"] if i else []}
+                 for i in range(40)] if with_others else []
+        spec = build([{"id": "t", "agent": "a", "prompt": "unlucky", "retries": 6}, *chain], {"a": {}},
+                     max_parallel=4, resilience={"breaker": {"failures": 100}})
+        result = run_virtual(Runner(spec, providers={"a": Scripted(latency=0.5, fail=fail)}, cache=False,
+                                    backoff_base=1.0, backoff_cap=100.0, seed=3).run())
+        assert result.ok
+        return [b - a for a, b in zip(unlucky, unlucky[1:], strict=False)]
+
+    # others keep succeeding: every retry waits at most the base (1 s) after its 0.5 s call
+    assert max(workload(True)) <= 1.5
+    # alone, five failures in a row are the provider's: the waits grow (1, 2, 4, 8, 16 s caps)
+    assert max(workload(False)) > 1.5

@@ -201,6 +201,7 @@ class ProviderGuard:
         self.latencies = _Latencies()
         self.inflight = 0  # in the adaptive gate
         self.pending = 0  # sent to the provider, not answered yet
+        self.streak = 0  # failures since the provider last answered (any caller)
         self._gate_waiters: deque[asyncio.Future[None]] = deque()
         self.calls = 0
         self.succeeded = 0
@@ -255,11 +256,13 @@ class ProviderGuard:
             return  # a hedge that lost, or a run that stopped: says nothing about the provider
         now = self.clock.now()
         if exc is None:
+            self.streak = 0
             self.succeeded += 1
             self.breaker.record_success(now)
             self.latencies.add(latency)
         else:
             self.failed += 1
+            self.streak += 1
             if isinstance(exc, RateLimited):
                 self.rate_limited += 1
             if breaker_failure(exc):
@@ -410,6 +413,10 @@ class Gateway:
         retry_at = breaker.statistics(now).retry_at
         return None if retry_at is None else max(0.0, retry_at - now)
 
+    def failure_streak(self, agent: str, index: int) -> int:
+        """Failures in a row of ``agent``'s candidate ``index`` across all its callers (0 after any success)."""
+        return self.routes[agent].targets[index].guard.streak
+
     def target(self, agent: str, index: int) -> Target:
         return self.routes[agent].targets[index]
 
@@ -469,6 +476,7 @@ class Gateway:
             guard.pending -= 1
             pool.release(member, lost=False)
             now = time()
+            guard.streak = 0
             guard.succeeded += 1
             breaker = guard.breaker
             if breaker.closed:

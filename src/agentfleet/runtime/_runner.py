@@ -1056,7 +1056,11 @@ class Runner:
                 # an open circuit with a fallback behind it: fail over now rather than wait it out
                 if own <= step.retries and not (more and (isinstance(error, CircuitOpen) or reopens is not None)):
                     if gateway.budget.try_retry(clock.now()):
-                        await clock.sleep(self._retry_delay(own, error, reopens))
+                        # Back off by the provider's health, not the task's luck: a provider that keeps
+                        # answering others fails this task by chance (retry soon); one failing every
+                        # caller backs everyone off exponentially.
+                        streak = gateway.failure_streak(step.agent, route_at)
+                        await clock.sleep(self._retry_delay(max(1, min(own, streak)), error, reopens))
                         continue
                     spent = gateway.budget.statistics(clock.now())
                     error = RetryBudgetExhausted(
