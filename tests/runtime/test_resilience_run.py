@@ -8,6 +8,7 @@ product's own code.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -444,7 +445,7 @@ def test_backoff_follows_the_providers_health_not_the_tasks_luck() -> None:
         result = run_virtual(Runner(spec, providers={"a": Scripted(latency=0.5, fail=fail)}, cache=False,
                                     backoff_base=1.0, backoff_cap=100.0, seed=3).run())
         assert result.ok
-        return [b - a for a, b in zip(unlucky, unlucky[1:], strict=False)]
+        return [b - a for a, b in itertools.pairwise(unlucky)]
 
     # others keep succeeding: every retry waits at most the base (1 s) after its 0.5 s call
     assert max(workload(True)) <= 1.5
