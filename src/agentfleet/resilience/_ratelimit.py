@@ -49,6 +49,7 @@ __all__ = [
 ]
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|us|µs|ns|h|m|s)")
+_EPSILON = 1e-9  # units: far below one request or token, far above float rounding
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 
 
@@ -119,7 +120,9 @@ class TokenBucket:
         More than ``burst`` units can be taken once the bucket is full."""
         self._refill(now)
         need = min(float(n), self.burst)
-        if self._level >= need:
+        # Within rounding of enough counts as enough: a wait of 1e-15 s added to a clock at 40.0
+        # leaves it at 40.0, and a waiter would ask again at the same instant forever.
+        if self._level >= need - _EPSILON * max(1.0, need):
             return 0.0
         return (need - self._level) / self.rate
 
