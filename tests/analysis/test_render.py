@@ -32,16 +32,24 @@ class TestExports:
         """The package's public names are exactly these."""
         assert sorted(agentfleet.analysis.__all__) == [
             "AgentStats",
+            "BOTTLENECK_KINDS",
+            "Bottleneck",
+            "BottleneckKind",
             "PathStep",
+            "Pattern",
             "RunReport",
             "StaticComparison",
             "TaskContext",
+            "Thresholds",
             "analyze",
+            "classify_bottlenecks",
             "format_seconds",
             "gantt_text",
+            "recurring",
             "render_context",
             "render_summary",
             "report_to_dict",
+            "what_if",
         ]
         for name in agentfleet.analysis.__all__:
             assert getattr(agentfleet.analysis, name) is not None

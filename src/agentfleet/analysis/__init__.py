@@ -8,19 +8,37 @@ parallel efficiency, measured critical path, per-agent queue wait and busy time,
 
 from __future__ import annotations
 
+from ._bottlenecks import (
+    BOTTLENECK_KINDS,
+    Bottleneck,
+    BottleneckKind,
+    Pattern,
+    Thresholds,
+    classify_bottlenecks,
+    recurring,
+    what_if,
+)
 from ._metrics import AgentStats, PathStep, RunReport, StaticComparison, TaskContext, analyze
 from ._render import format_seconds, gantt_text, render_context, render_summary, report_to_dict
 
 __all__ = [
+    "BOTTLENECK_KINDS",
     "AgentStats",
+    "Bottleneck",
+    "BottleneckKind",
     "PathStep",
+    "Pattern",
     "RunReport",
     "StaticComparison",
     "TaskContext",
+    "Thresholds",
     "analyze",
+    "classify_bottlenecks",
     "format_seconds",
     "gantt_text",
+    "recurring",
     "render_context",
     "render_summary",
     "report_to_dict",
+    "what_if",
 ]
