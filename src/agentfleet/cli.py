@@ -120,7 +120,28 @@ async def _run_with_signals(coro: Any) -> Any:
 
 
 def _execute(runner: Any, *, json_out: bool, quiet: bool, stream: bool, resume: str | None = None,
-             title: str = "") -> None:
+             title: str = "", metrics_port: int | None = None) -> None:
+    server = None
+    if metrics_port is not None:
+        from .telemetry import MetricsRegistry, MetricsServer
+
+        runner.metrics = MetricsRegistry()
+        server = MetricsServer(runner.metrics, metrics_port)
+        try:
+            server.start()
+        except OSError as exc:
+            raise SpecError(f"--metrics-port {metrics_port}: cannot listen on 127.0.0.1:{metrics_port} "
+                            f"({exc.strerror or exc})") from None
+        err.print(f"[dim]metrics: {server.url}[/]")
+    try:
+        _execute_run(runner, json_out=json_out, quiet=quiet, stream=stream, resume=resume, title=title)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _execute_run(runner: Any, *, json_out: bool, quiet: bool, stream: bool, resume: str | None,
+                 title: str) -> None:
     from ._live import LiveProgress
     from .analysis import analyze, render_summary, report_to_dict
 
@@ -191,6 +212,9 @@ def run(
     seed: Annotated[int, typer.Option(help="Seed for the sim provider and retry jitter.")] = 0,
     stream: Annotated[bool, typer.Option("--stream", help="Print each task's result as it completes.")] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")] = False,
+    metrics_port: Annotated[int | None, typer.Option(
+        "--metrics-port", min=0, max=65535,
+        help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics while the run lasts (0: any free port).")] = None,
     db: DbOpt = DEFAULT_DB,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -212,7 +236,8 @@ def run(
         store = RunStore(db)
         runner = _runner_for(spec, store, options, spec_path=str(workflow), overrides=overrides)
         try:
-            _execute(runner, json_out=json_out, quiet=quiet, stream=stream, title=spec.name)
+            _execute(runner, json_out=json_out, quiet=quiet, stream=stream, title=spec.name,
+                     metrics_port=metrics_port)
         finally:
             store.close()
     except AgentFleetError as exc:

@@ -65,6 +65,7 @@ from ._prompt import PromptBook
 from ._quality import REVIEW_SCHEMA, OutputChecks, feedback_prompt, parse_score, review_request
 from ._scheduler import Instance, Scheduler, TaskEvent
 from ._team import ask_topic, enter_team
+from ._telemetry import RunMetrics
 
 __all__ = ["RunResult", "Runner", "backoff_delay"]
 
@@ -176,6 +177,7 @@ class Runner:
         run_key: str | None = None,
         cache: Any = None,
         resource_sampler: Any = None,
+        metrics: Any = None,
     ) -> None:
         if isinstance(spec, WorkflowSpec) and latency_scale is not None:
             spec.settings.latency_scale = latency_scale
@@ -266,6 +268,9 @@ class Runner:
         #: what the resource guard samples: given (tests), else psutil on a real-time loop
         self._sampler = resource_sampler
         self._guard_report: dict[str, Any] = {}
+        #: a ``telemetry.MetricsRegistry`` this run writes into (``--metrics-port`` serves it)
+        self.metrics = metrics
+        self._run_metrics: RunMetrics | None = None
 
     def subscribe(self, listener: Callable[[TaskEvent], None]) -> None:
         """Receive every task state change synchronously, as the scheduler makes it.
@@ -545,6 +550,9 @@ class Runner:
             scheduler.subscribe(self._lookahead)
         if self.store is not None:
             scheduler.subscribe(self._persist)
+        if self.metrics is not None:
+            self._run_metrics = RunMetrics(self.metrics, scheduler)
+            scheduler.subscribe(self._run_metrics.on_event)
         for listener in self._listeners:
             scheduler.subscribe(listener)
         responders = [self.bus.serve(ask_topic(self.run_key, name), functools.partial(self._answer, name))
@@ -1014,6 +1022,8 @@ class Runner:
                 else:
                     record.tokens_in += response.tokens_in
                     record.tokens_out += response.tokens_out
+                    if self._run_metrics is not None:
+                        self._run_metrics.provider_call(f"{response.provider}/{response.model}", response.latency)
                 answer = response.text
                 output = self._checks.parse(step.id, response)
                 if checked:
@@ -1045,6 +1055,8 @@ class Runner:
             if store is not None:
                 store.record_attempt(run_id, self._session, record, "failed", attempt_start,
                                      scheduler.now(), str(error))
+            if self._run_metrics is not None and isinstance(error, RateLimited):
+                self._run_metrics.rate_limited()
             if isinstance(error, WorkerLost) and not lost_once:
                 lost_once = True  # its worker died under it: once more, on a fresh member, at once
                 continue

@@ -17,8 +17,9 @@
     RobustZDetector, EWMADetector, find_anomalies
                         anomalies on metric series (median/MAD z-score, EWMA band)
 
-The registry, the SLA monitor and the detectors are pure (time injected); nothing in the runtime feeds them yet
-(issue 5 wires it into ``agentfleet run --metrics-port``). See docs/telemetry.md for the
+The registry, the SLA monitor and the detectors are pure (time injected). A run feeds a registry
+(``Runner(metrics=...)``, ``agentfleet run --metrics-port``); the SLA monitor and the detectors are
+not fed by the runtime yet. See docs/telemetry.md for the
 metric list. The Prometheus names are imported on first use (PEP 562), so code that only
 records metrics does not pay for importing prometheus_client.
 """

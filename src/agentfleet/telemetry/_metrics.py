@@ -11,8 +11,8 @@
 #   gauges    ``MetricSpec(type="gauge")``: values that go up and down (``queue_depth``,
 #             ``in_flight``, ``pool_size{agent}``); the registry also keeps each one's peak
 #
-# ``DEFAULT_LATENCY`` and ``DEFAULT_METRICS`` are the catalogue the runtime will feed (issue 5;
-# docs/telemetry.md lists it); ``declare`` adds more. An unlabelled counter or gauge exists
+# ``DEFAULT_LATENCY`` and ``DEFAULT_METRICS`` are the catalogue the runtime feeds
+# (``runtime/_telemetry.py``; docs/telemetry.md lists it); ``declare`` adds more. An unlabelled counter or gauge exists
 # with value 0 from the start (so a rate over it is defined from the first scrape); a
 # labelled one gets a series on first use.
 #
