@@ -178,12 +178,17 @@ def _execute_run(runner: Any, *, json_out: bool, quiet: bool, stream: bool, resu
                               {"hook": f.hook, "event": f.event, "message": f.message} for f in result.hook_failures],
             "tasks": [{"id": r.task_id, "agent": r.agent, "state": r.state, "attempts": r.attempts,
                        "output": r.output, "error": r.error} for r in result.records],
+            "alerts": result.alerts,
         }
         out.print_json(json.dumps(payload, default=str))
     else:
         render_summary(report, out, title=f"{result.name} — {result.status}")
         for failure in result.hook_failures:
             err.print(f"[yellow]hook failed:[/] {escape(failure.hook)} on {failure.event}: {escape(failure.message)}")
+        for alert in result.alerts:
+            style = "green" if alert["recovered"] else "yellow"
+            note = f" ({alert['delivery']})" if alert.get("delivery") else ""
+            err.print(f"[{style}]{escape(alert['message'])}[/] at {alert['at']:.1f}s{escape(note)}")
         if result.failure and not interrupted:
             err.print(f"[bold red]failed:[/] {escape(result.failure)}")
         if result.run_id:

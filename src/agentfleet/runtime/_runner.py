@@ -103,6 +103,8 @@ class RunResult:
     cache: dict[str, Any] = field(default_factory=dict)
     #: the resource guard: how often it changed course, its lowest factor, how often it held tiers
     guard: dict[str, Any] = field(default_factory=dict)
+    #: SLA alerts raised during the run and at its end (``settings.sla``), in order
+    alerts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def context_tokens(self) -> int:
@@ -225,6 +227,7 @@ class Runner:
                 _check_ttl(self.spec, cache_policy.ttl, "tasks", step.index, "cache", "ttl")
         _check_ttl(self.spec, self.spec.settings.cache.ttl, "settings", "cache", "ttl")
         self._hold_below()  # an unknown tier is an error now, not when the run starts
+        self._sla_monitor = self._parse_sla()
         ctx = self.spec.settings.context
         self._artifact_threshold = ctx.artifact_threshold
         self._preview_chars = ctx.preview_chars
@@ -564,6 +567,7 @@ class Runner:
             scheduler.subscribe(outbox.on_event)
         watching = self._start_watchers()
         monitor = await self._start_guard(scheduler)
+        watch = self._start_sla(scheduler)
         for step in self.plan.steps.values():
             if not step.deps:
                 self._warm_for(step)
@@ -610,6 +614,7 @@ class Runner:
             gc.unfreeze()
             if monitor is not None:
                 await monitor.aclose()
+            alerts = await watch.aclose() if watch is not None else []
             records = [inst.record for inst in scheduler.instances.values()]
             self._measure_baseline(scheduler)
             result = RunResult(
@@ -618,7 +623,7 @@ class Runner:
                 max_parallel=self.max_parallel, latency_scale=self.latency_scale,
                 providers=tuple(sorted({p.name for p in self._providers.values()})),
                 pools=self.pool_statistics(), resilience=self._gateway.statistics(),
-                cache=await self._close_cache(), guard=dict(self._guard_report),
+                cache=await self._close_cache(), guard=dict(self._guard_report), alerts=alerts,
             )
             self.result = result
             for responder in responders:
@@ -640,7 +645,7 @@ class Runner:
                     "naive_tokens": result.naive_tokens,
                     "pools": {name: dataclasses.asdict(stats) for name, stats in result.pools.items()},
                     "resilience": [dataclasses.asdict(stats) for stats in result.resilience],
-                    "guard": self._guard_report,
+                    "guard": self._guard_report, "alerts": alerts,
                     "cache": result.cache})
         return result
 
@@ -722,6 +727,42 @@ class Runner:
                                      or any(s.spec is not None and s.spec.remember is not None
                                             for s in self.plan.steps.values())):
             self._memory = MemoryStore(path)
+
+    def _parse_sla(self) -> Any:
+        """The SLA monitor of ``settings.sla`` (None without rules); a bad rule is a SpecError with its line."""
+        sla = self.spec.settings.sla
+        if sla is None or not sla.rules:
+            return None
+        from ..telemetry import SLAMonitor, parse_rule
+
+        rules = []
+        for n, text in enumerate(sla.rules):
+            try:
+                rules.append(parse_rule(text, where=f"settings.sla.rules[{n}]"))
+            except SpecError as exc:
+                file, line = self.spec.locate("settings", "sla", "rules", n)
+                raise SpecError(str(exc), file=file, line=line, field=f"settings.sla.rules[{n}]") from None
+        return SLAMonitor(rules)
+
+    def _start_sla(self, scheduler: Scheduler) -> Any:
+        sla = self.spec.settings.sla
+        if self._sla_monitor is None or sla is None:
+            return None
+        from ._sla import SLAWatch, sla_values
+
+        def measure() -> dict[str, float | None]:
+            stats = scheduler.statistics()
+            cache = self._cache
+            lookups = cache.statistics().gets if cache is not None else 0
+            return sla_values((inst.record for inst in scheduler.instances.values()), ready=stats.ready,
+                              running=stats.running, elapsed=scheduler.now(),
+                              cache_hits=self._gateway.cache_counters.hits, cache_lookups=lookups)
+
+        watch = SLAWatch(self._sla_monitor, clock=self.clock, interval=sla.interval, measure=measure,
+                         webhook=sla.webhook, command=sla.command,
+                         context={"workflow": self.spec.name, "run_id": self.run_id})
+        watch.start()
+        return watch
 
     def _hold_below(self) -> int | None:
         """The priority below which the resource guard holds tiers back (a tier name resolved)."""

@@ -30,6 +30,7 @@ __all__ = [
     "RememberSpec",
     "ResilienceSettings",
     "ReviewSpec",
+    "SLASpec",
     "SettingsSpec",
     "TaskCacheSpec",
     "TaskSpec",
@@ -191,6 +192,34 @@ class CacheSettings(_Model):
     sqlite: bool = True
     sqlite_bytes: int | None = Field(None, ge=0)
     redis: str | None = None
+
+
+class SLASpec(_Model):
+    """SLA rules checked while a run goes (every ``interval`` seconds) and at its end, e.g.
+    ``"p95_task_latency < 30s"``, ``"error_rate < 5%"``; a violation (and its recovery) is logged in
+    the run's result, POSTed as JSON to ``webhook`` and handed to ``command`` (``$AGENTFLEET_ALERT``)."""
+
+    rules: list[str] = Field(default_factory=list)
+    webhook: str | None = None
+    command: str | None = None
+    interval: float = Field(1.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rules_only(cls, value: Any) -> Any:
+        return {"rules": value} if isinstance(value, (list, str)) else value
+
+    @field_validator("rules", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("webhook")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"webhook must be an http:// or https:// URL, got {value!r}")
+        return value
 
 
 class TaskCacheSpec(_Model):
@@ -475,6 +504,7 @@ class SettingsSpec(_Model):
     resilience: ResilienceSettings = Field(default_factory=lambda: ResilienceSettings())
     cache: CacheSettings = Field(default_factory=lambda: CacheSettings())
     redis: str | None = None  # Redis URL for limits shared across runners (``shared: true``)
+    sla: SLASpec | None = None
 
     @field_validator("cache", mode="before")
     @classmethod
