@@ -166,7 +166,10 @@ def _execute_run(runner: Any, *, json_out: bool, quiet: bool, stream: bool, resu
                      providers=result.providers,
                      pools={name: dataclasses.asdict(stats) for name, stats in result.pools.items()},
                      resilience=[dataclasses.asdict(stats) for stats in result.resilience], cache=result.cache)
+    found = _bottlenecks(result.records, report, runner.plan)
     if json_out:
+        from .analysis._render import bottleneck_dict
+
         payload = {
             "run_id": result.run_id,
             "workflow": result.name,
@@ -174,6 +177,7 @@ def _execute_run(runner: Any, *, json_out: bool, quiet: bool, stream: bool, resu
             "failure": result.failure,
             "counts": result.counts(),
             "report": report_to_dict(report),
+            "bottlenecks": [bottleneck_dict(b) for b in found],
             "hook_failures": [f.__dict__ if hasattr(f, "__dict__") else
                               {"hook": f.hook, "event": f.event, "message": f.message} for f in result.hook_failures],
             "tasks": [{"id": r.task_id, "agent": r.agent, "state": r.state, "attempts": r.attempts,
@@ -182,7 +186,7 @@ def _execute_run(runner: Any, *, json_out: bool, quiet: bool, stream: bool, resu
         }
         out.print_json(json.dumps(payload, default=str))
     else:
-        render_summary(report, out, title=f"{result.name} — {result.status}")
+        render_summary(report, out, title=f"{result.name} — {result.status}", bottlenecks=found)
         for failure in result.hook_failures:
             err.print(f"[yellow]hook failed:[/] {escape(failure.hook)} on {failure.event}: {escape(failure.message)}")
         for alert in result.alerts:
@@ -461,11 +465,15 @@ def report(
                   latency_scale=facts.get("latency_scale") or facts.get("scale") or 1.0, providers=providers,
                   pools=facts.get("pools") or None, resilience=facts.get("resilience") or None,
                   cache=facts.get("cache") or None)
+    found = _bottlenecks(records, rep, _stored_plan(row))
     if json_out:
+        from .analysis._render import bottleneck_dict
+
         out.print_json(json.dumps({"run_id": row.id, "workflow": row.name, "status": row.status,
-                                   "report": report_to_dict(rep)}, default=str))
+                                   "report": report_to_dict(rep), "bottlenecks": [bottleneck_dict(b) for b in found],
+                                   "alerts": facts.get("alerts") or []}, default=str))
         return
-    render_summary(rep, out, title=f"{row.name} — run {row.id} — {row.status}")
+    render_summary(rep, out, title=f"{row.name} — run {row.id} — {row.status}", bottlenecks=found)
     render_context(rep, out)
     if timeline:
         out.print(gantt_text(records), markup=False, highlight=False)
@@ -498,6 +506,31 @@ def demo(
             store.close()
     except AgentFleetError as exc:
         _fail(exc)
+
+
+def _bottlenecks(records: Any, report: Any, plan: Any) -> list[Any]:
+    """What held the run back, with what to change; never costs the user their summary."""
+    from .analysis import classify_bottlenecks
+
+    try:
+        return list(classify_bottlenecks(records, report, plan=plan))
+    except Exception:
+        if _state["debug"]:
+            raise
+        return []
+
+
+def _stored_plan(row: Any) -> Any:
+    """The plan of a stored run (its declared limits sharpen the advice), or None."""
+    if not row.spec_text:
+        return None
+    from .plan import build_plan
+    from .spec import parse_workflow
+
+    try:
+        return build_plan(parse_workflow(row.spec_text, file=row.spec_path or "<stored spec>", overrides=row.overrides))
+    except AgentFleetError:
+        return None
 
 
 def _example_text(name: str) -> str:

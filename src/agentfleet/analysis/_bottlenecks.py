@@ -420,6 +420,7 @@ def _pseudo(agent: str) -> bool:
 
 
 _Cause = Literal["global", "agent", "other"]
+_HANDOVER = 0.005  # seconds between a slot freed and the next task taking it, on a real clock
 
 
 class _Run:
@@ -486,9 +487,12 @@ class _Run:
             if wait <= 0:
                 continue
             s, _ = _span(r)
-            everyone = bisect_left(starts, s) - bisect_left(ends, s)  # running just before s
+            # Running just before s, counting a task that ended a moment earlier: on a real clock
+            # the slot it freed is taken microseconds later, not at the same instant.
+            freed = s - _HANDOVER
+            everyone = bisect_left(starts, s) - bisect_left(ends, freed)
             a_starts, a_ends = mine[r.agent]
-            own = bisect_left(a_starts, s) - bisect_left(a_ends, s)
+            own = bisect_left(a_starts, s) - bisect_left(a_ends, freed)
             limit = self.agent_limit[r.agent]
             cause: _Cause
             if self.global_known is not None and everyone >= self.global_known:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
@@ -21,7 +21,10 @@ from rich.text import Text
 from .._types import TaskRecord
 from ._metrics import AgentStats, PathStep, RunReport, StaticComparison
 
-__all__ = ["gantt_text", "render_summary", "report_to_dict"]
+if TYPE_CHECKING:  # _bottlenecks imports format_seconds from here
+    from ._bottlenecks import Bottleneck
+
+__all__ = ["bottleneck_dict", "gantt_text", "render_summary", "report_to_dict"]
 
 _PATH_SHOWN = 12  # longer critical paths show their first and last steps only
 _GANTT_ROWS = 40
@@ -390,8 +393,10 @@ def _note_line(report: RunReport) -> Text | None:
     return Text("note: " + ", ".join(parts), style="dim")
 
 
-def render_summary(report: RunReport, console: Console, *, title: str = "") -> None:
-    """Print a compact run summary: headline, critical path, facts, agents, notes."""
+def render_summary(report: RunReport, console: Console, *, title: str = "",
+                   bottlenecks: Sequence[Bottleneck] = (), top: int = 3) -> None:
+    """Print a compact run summary: headline, critical path, facts, agents, notes, and the ``top``
+    bottlenecks with what to change."""
     if title:
         console.rule(Text(title, style="bold"))
     console.print(_headline(report))
@@ -406,9 +411,25 @@ def render_summary(report: RunReport, console: Console, *, title: str = "") -> N
                   _cache_line(report)):
         if extra is not None:
             console.print(extra)
+    for found in bottlenecks[:top]:
+        console.print(_bottleneck_line(found))
+    if len(bottlenecks) > top:
+        console.print(Text(f"... {len(bottlenecks) - top} more bottlenecks in --json", style="dim"))
     note = _note_line(report)
     if note is not None:
         console.print(note)
+
+
+def _bottleneck_line(found: Bottleneck) -> Text:
+    line = Text("bottleneck ", style="bold yellow")
+    line.append(f"{found.kind.replace('_', ' ')} · {found.subject} · ~{found.severity:.1f}s at stake → ")
+    line.append(found.recommendation)  # it carries the numbers; the evidence is in --json
+    return line
+
+
+def bottleneck_dict(found: Bottleneck) -> dict[str, Any]:
+    return {"kind": found.kind, "subject": found.subject, "severity": _num(found.severity),
+            "evidence": found.evidence, "recommendation": found.recommendation, "setting": found.setting}
 
 
 def gantt_text(records: Sequence[TaskRecord], width: int = 60) -> str:
