@@ -33,8 +33,8 @@ import redis.asyncio as aredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from .._redact import redact
 from ..errors import CacheError
-from ..messaging._redis import redact
 from ._values import CacheHit, CacheValue, encode_value
 
 __all__ = ["RedisCache", "RedisCacheStatistics", "RedisCacheSummary"]

@@ -53,11 +53,11 @@ from collections import deque
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, TypeAlias, cast
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aredis
 from redis.exceptions import RedisError, ResponseError
 
+from .._redact import redact
 from .._types import Clock
 from ..errors import BusClosed, BusError, BusOverflow
 from ._bus import NO_HEADERS, Handler, Message, make_message
@@ -77,22 +77,6 @@ _ENTRY_BYTES = 256 * 1024  # a stream entry holds consecutive publishes up to th
 
 _Entries: TypeAlias = "list[tuple[str, dict[str, str]]]"
 _XReadResponse: TypeAlias = "list[tuple[str, _Entries]] | dict[str, _Entries] | None"
-
-
-def redact(url: str) -> str:
-    """``url`` with its password, if any, replaced by ``***`` (for error messages); the one copy the
-    bus, the Redis cache level and the shared rate limiter use."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-    except ValueError:  # a malformed URL (a bad port): shown as given, it holds no parsable password
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 class RedisBus(BusCore):

@@ -58,9 +58,9 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._redact import redact
 from .._types import Clock
 from ..errors import BusClosed, BusError
-from ..messaging._redis import redact
 from ._ratelimit import Grant, Limiter, RateLimiter, RateLimiterStatistics, _number
 
 if TYPE_CHECKING:
