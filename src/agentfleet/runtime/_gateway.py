@@ -59,7 +59,6 @@ __all__ = ["CachePlan", "Gateway", "GuardStatistics", "ProviderGuard", "Target",
 #: HTTP statuses that say "too much load" (halve the adaptive limit), unlike a plain 500.
 _CONGESTION_STATUSES = frozenset({429, 503, 529})
 _STATUS_IN_MESSAGE = re.compile(r"\bHTTP (\d{3})\b")
-_LIMIT_KEYS = ("rpm", "tpm", "max_concurrency", "burst", "adaptive", "initial_concurrency", "shared")
 
 
 def error_status(exc: BaseException) -> int | None:
@@ -90,7 +89,13 @@ def breaker_failure(exc: BaseException) -> bool:
 
 
 def parse_limits_env(text: str, *, variable: str = "AGENTFLEET_LIMITS") -> dict[str, dict[str, Any]]:
-    """``"openai/gpt-4o=rpm:500,tpm:30000; anthropic=rpm:50"`` -> ``{key: {field: value}}``."""
+    """``"openai/gpt-4o=rpm:500,tpm:30000; anthropic=rpm:50"`` -> ``{key: {field: value}}``, each entry
+    checked by the same ``LimitSpec`` as ``settings.resilience.limits`` in a workflow."""
+    from pydantic import ValidationError
+
+    from ..spec import LimitSpec
+
+    known = tuple(LimitSpec.model_fields)
     limits: dict[str, dict[str, Any]] = {}
     for part in text.replace("\n", ";").split(";"):
         part = part.strip()
@@ -101,27 +106,21 @@ def parse_limits_env(text: str, *, variable: str = "AGENTFLEET_LIMITS") -> dict[
         if not sep or not key:
             raise SpecError(f"expected 'provider[/model]=rpm:N,tpm:N,...', got {part!r}",
                             field=variable)
-        fields: dict[str, Any] = {}
+        fields: dict[str, str] = {}
         for item in body.split(","):
             name, colon, value = item.strip().partition(":")
             name = name.strip()
-            if not colon or name not in _LIMIT_KEYS:
-                raise SpecError(f"{key}: unknown setting {item.strip()!r} "
-                                f"(known: {', '.join(_LIMIT_KEYS)})", field=variable)
-            value = value.strip()
-            if name in ("adaptive", "shared"):
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
-                    raise SpecError(f"{key}: {name} must be true or false, got {value!r}", field=variable)
-                fields[name] = value.lower() in ("true", "1", "yes", "on")
-                continue
-            try:
-                number = float(value)
-            except ValueError:
-                raise SpecError(f"{key}: {name} must be a number, got {value!r}", field=variable) from None
-            if not number > 0 or not math.isfinite(number):
-                raise SpecError(f"{key}: {name} must be positive, got {value!r}", field=variable)
-            fields[name] = int(number) if name in ("max_concurrency", "initial_concurrency") else number
-        limits[key] = fields
+            if not colon or name not in known:
+                raise SpecError(f"{key}: unknown setting {item.strip()!r} (known: {', '.join(known)})", field=variable)
+            fields[name] = value.strip()
+        try:
+            spec = LimitSpec.model_validate(fields)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            name = ".".join(str(p) for p in error["loc"])
+            raise SpecError(f"{key}: {name}: {error['msg'].lower()}, got {fields.get(name, '')!r}",
+                            field=variable) from None
+        limits[key] = limit_fields(spec)
     return limits
 
 

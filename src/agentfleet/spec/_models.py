@@ -97,10 +97,11 @@ class LimitSpec(_Model):
     with every runner using the same provider+model.
     """
 
-    rpm: float | None = Field(None, gt=0)
-    tpm: float | None = Field(None, gt=0)
+    rpm: float | None = Field(None, gt=0, allow_inf_nan=False)
+    tpm: float | None = Field(None, gt=0, allow_inf_nan=False)
     max_concurrency: int | None = Field(None, ge=1, le=100_000)
-    burst: float | None = Field(None, gt=0)  # requests an idle client may send at once (default: a minute's worth)
+    # requests an idle client may send at once (default: a minute's worth)
+    burst: float | None = Field(None, gt=0, allow_inf_nan=False)
     adaptive: bool | None = None
     initial_concurrency: int = Field(16, ge=1, le=100_000)
     shared: bool = False
