@@ -132,10 +132,12 @@ class ProviderError(AgentFleetError):
     ``headers`` holds the rate-limit related headers of the HTTP answer that caused it
     (lowercase names: ``x-ratelimit-*``, ``anthropic-ratelimit-*``, ``retry-after``,
     ``retry-after-ms``, ``date``) when it came from an HTTP error status; otherwise None.
+    ``status`` is that HTTP status (None for failures below HTTP and for other providers).
     """
 
     retryable = True
     headers: dict[str, str] | None = None
+    status: int | None = None
 
     def __init__(
         self,
@@ -144,12 +146,15 @@ class ProviderError(AgentFleetError):
         provider: str = "",
         retryable: bool | None = None,
         headers: dict[str, str] | None = None,
+        status: int | None = None,
     ) -> None:
         self.provider = provider
         if retryable is not None:
             self.retryable = retryable
         if headers is not None:
             self.headers = headers
+        if status is not None:
+            self.status = status
         super().__init__(f"{provider}: {message}" if provider else message)
 
 

@@ -154,3 +154,10 @@ class TestSettings:
         """Loopback hosts are local; others are not."""
         assert is_local_url("http://127.0.0.1:8000/v1") and is_local_url("http://localhost/v1")
         assert not is_local_url("https://api.openai.com/v1")
+
+
+def test_an_http_error_carries_its_status() -> None:
+    """The gateway reads ``status`` (overload, unserved 5xx) rather than parsing messages."""
+    for status in (429, 500, 503, 400):
+        assert error_for_status(status, {}, b"{}", provider="p", url="http://x").status == status
+    assert error_for_transport(httpx.ConnectError("refused"), provider="p", url="http://x").status is None

@@ -68,12 +68,12 @@ class Scripted:
 
 
 def fails(*numbers: int, error: Callable[[], BaseException] | None = None) -> Fail:
-    make = error or (lambda: ProviderError("HTTP 500 from fake: boom", provider="fake", retryable=True))
+    make = error or (lambda: ProviderError("HTTP 500 from fake: boom", provider="fake", retryable=True, status=500))
     return lambda n, _request: make() if n in numbers else None
 
 
 def always(error: Callable[[], BaseException] | None = None) -> Fail:
-    make = error or (lambda: ProviderError("HTTP 500 from fake: boom", provider="fake", retryable=True))
+    make = error or (lambda: ProviderError("HTTP 500 from fake: boom", provider="fake", retryable=True, status=500))
     return lambda _n, _request: make()
 
 
@@ -153,7 +153,7 @@ def test_retry_after_is_honoured() -> None:
 
 
 def test_non_retryable_errors_are_not_retried() -> None:
-    fake = Scripted(fail=always(lambda: ProviderError("HTTP 400: bad", provider="fake", retryable=False)))
+    fake = Scripted(fail=always(lambda: ProviderError("HTTP 400: bad", provider="fake", retryable=False, status=400)))
     result = run(build(tasks(1, retries=5), {"a": {}}), providers={"a": fake})
     assert not result.ok and fake.calls == 1
 
@@ -433,7 +433,7 @@ def test_backoff_follows_the_providers_health_not_the_tasks_luck() -> None:
         if request.prompt == "unlucky":
             unlucky.append(asyncio.get_running_loop().time())
             if len(unlucky) <= 5:
-                return ProviderError("HTTP 500 from fake: boom", provider="fake", retryable=True)
+                return ProviderError("HTTP 500 from fake: boom", provider="fake", retryable=True, status=500)
         return None
 
     def workload(with_others: bool) -> list[float]:

@@ -186,10 +186,12 @@ def error_for_status(
 ) -> ProviderError:
     """The ProviderError for an HTTP error answer (see the table in the module comment).
 
-    The error's ``headers`` are the answer's rate-limit related headers (``rate_limit_headers``).
+    The error's ``headers`` are the answer's rate-limit related headers (``rate_limit_headers``),
+    its ``status`` the HTTP status.
     """
     error = _error_for_status(status, headers, body, provider=provider, url=url)
     error.headers = rate_limit_headers(headers)
+    error.status = status
     return error
 
 
@@ -263,6 +265,7 @@ def _attributed(exc: ProviderError, provider: str, url: str) -> ProviderError:
         error = type(exc)(message, provider=provider, retryable=exc.retryable)
     if exc.headers is not None:
         error.headers = exc.headers
+    error.status = exc.status
     return error
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -58,18 +57,13 @@ __all__ = ["CachePlan", "Gateway", "GuardStatistics", "ProviderGuard", "Target",
 
 #: HTTP statuses that say "too much load" (halve the adaptive limit), unlike a plain 500.
 _CONGESTION_STATUSES = frozenset({429, 503, 529})
-_STATUS_IN_MESSAGE = re.compile(r"\bHTTP (\d{3})\b")
 
 
 def error_status(exc: BaseException) -> int | None:
-    """The HTTP status behind a provider error, when there was one."""
-    status = getattr(exc, "status", None)
-    if isinstance(status, int):
-        return status
+    """The HTTP status behind a provider error, when there was one (``ProviderError.status``)."""
     if isinstance(exc, RateLimited):
         return 429
-    match = _STATUS_IN_MESSAGE.search(str(exc))
-    return int(match.group(1)) if match else None
+    return exc.status if isinstance(exc, ProviderError) else None
 
 
 def congestion(exc: BaseException) -> bool:
