@@ -94,6 +94,7 @@ def test_alerts_reach_a_webhook_and_a_command(tmp_path: Path) -> None:
     assert not result.ok
     assert len(bodies) == 1 and bodies[0]["rule"] == "error_rate < 10%" and bodies[0]["workflow"] == "t"
     assert bodies[0]["value"] == pytest.approx(0.5) and bodies[0]["recovered"] is False
+    assert 0 <= bodies[0]["at"] < 5  # seconds since the run started, on a real clock too
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [line["message"] for line in lines] == ["SLA violated: error_rate < 10% (measured 50.0%)"]
     assert "delivery" not in result.alerts[0]

@@ -58,3 +58,23 @@ class TestRunStore:
         bad.write_bytes(b"this is not sqlite" * 100)
         with pytest.raises(StoreError, match=r"bad\.db"):
             RunStore(bad)
+
+
+def test_extras_and_metric_history_round_trip(tmp_path: Path) -> None:
+    with RunStore(tmp_path / "runs.db") as store:
+        ids = [store.create_run(name="wf", spec_path=None, spec_text=None) for _ in range(3)]
+        other = store.create_run(name="other", spec_path=None, spec_text=None)
+        for i, run_id in enumerate(ids):
+            store.record_metrics(run_id, "wf", 100.0 + i, {"makespan_s": 1.0 + i, "tasks": 5})
+        store.record_metrics(other, "other", 50.0, {"makespan_s": 9.0})
+        store.record_metrics(ids[0], "wf", 100.0, {"makespan_s": 7.0})  # a resumed run replaces its figures
+        store.put_extra(ids[0], "profile", '{"tree": "x"}')
+        store.put_extra(ids[0], "profile", '{"tree": "y"}')
+    with RunStore(tmp_path / "runs.db", create=False) as store:
+        assert [(r, f) for r, _, f in store.metric_history("wf")] == [
+            (ids[0], {"makespan_s": 7.0}), (ids[1], {"makespan_s": 2.0, "tasks": 5.0}),
+            (ids[2], {"makespan_s": 3.0, "tasks": 5.0})]
+        assert [r for r, _, _ in store.metric_history("wf", limit=2)] == ids[1:]
+        assert store.workflows() == [("wf", 3), ("other", 1)]
+        assert store.get_extra(ids[0][:6], "profile") == '{"tree": "y"}'
+        assert store.get_extra(ids[1], "profile") is None

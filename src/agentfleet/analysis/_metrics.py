@@ -190,6 +190,12 @@ class RunReport:
     limit_wait_by_agent: Mapping[str, float] = field(default_factory=dict)
     hedges: int = 0
     fallbacks: int = 0
+    #: seconds tasks lost to retries (failed attempts and their backoff) and to attempts that timed out
+    retry_time: float = 0.0
+    timeout_time: float = 0.0
+    #: US dollars the provider calls cost (None: no model had a price) and the cache saved
+    cost_usd: float | None = None
+    saved_usd: float = 0.0
 
     @property
     def context_reduction(self) -> float | None:
@@ -470,7 +476,16 @@ def analyze(
         limit_wait_by_agent=_limit_waits(live),
         hedges=sum(int(r.meta.get("hedges", 0)) for r in live),
         fallbacks=sum(int(r.meta.get("fallbacks", 0)) for r in live),
+        retry_time=sum(float(r.meta.get("retry_s", 0.0)) for r in live),
+        timeout_time=sum(float(r.meta.get("timeout_s", 0.0)) for r in live),
+        cost_usd=_cost(live),
+        saved_usd=sum(float(r.meta.get("saved_usd", 0.0)) for r in live),
     )
+
+
+def _cost(records: Sequence[TaskRecord]) -> float | None:
+    costs = [float(r.meta["cost_usd"]) for r in records if "cost_usd" in r.meta]
+    return sum(costs) if costs else None
 
 
 def _limit_waits(records: Iterable[TaskRecord]) -> dict[str, float]:

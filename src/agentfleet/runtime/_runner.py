@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import gc
 import inspect
+import json
 import os
 import random
 import secrets
@@ -47,6 +48,8 @@ from ..plan import AGGREGATE_AGENT, Plan, Step, build_plan
 from ..resilience import HedgePolicy, RetryBudget
 from ..spec import AgentSpec, WorkflowSpec
 from ..store import RunStore
+from ..telemetry._cost import Price, Pricing
+from ..telemetry._resources import ProcessSampler, RunResources, summarize_resources
 from ._aggregate import Aggregator
 from ._context import (
     BLANK,
@@ -82,6 +85,10 @@ def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random,
     return delay
 
 
+def _elapsed(now: Callable[[], float], origin: float) -> float:
+    return now() - origin
+
+
 @dataclass
 class RunResult:
     """What a run produced: final states, outputs and where it is stored."""
@@ -105,6 +112,16 @@ class RunResult:
     guard: dict[str, Any] = field(default_factory=dict)
     #: SLA alerts raised during the run and at its end (``settings.sla``), in order
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    #: the process and its children while the run went: the samples (t, cpu_percent, rss_mb, disk and
+    #: network MB/s) and their peaks and means (``settings.telemetry``; empty when not sampled)
+    resource_samples: list[dict[str, float]] = field(default_factory=list)
+    resources: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def cost_usd(self) -> float | None:
+        """What the run's provider calls cost in US dollars (``settings.prices``), None when no model has a price."""
+        costs = [r.meta["cost_usd"] for r in self.records if not r.resumed and "cost_usd" in r.meta]
+        return sum(costs) if costs else None
 
     @property
     def context_tokens(self) -> int:
@@ -274,6 +291,7 @@ class Runner:
         #: a ``telemetry.MetricsRegistry`` this run writes into (``--metrics-port`` serves it)
         self.metrics = metrics
         self._run_metrics: RunMetrics | None = None
+        self._pricing = Pricing({key: Price(p.input, p.output) for key, p in self.spec.settings.prices.items()})
 
     def subscribe(self, listener: Callable[[TaskEvent], None]) -> None:
         """Receive every task state change synchronously, as the scheduler makes it.
@@ -554,7 +572,7 @@ class Runner:
         if self.store is not None:
             scheduler.subscribe(self._persist)
         if self.metrics is not None:
-            self._run_metrics = RunMetrics(self.metrics, scheduler)
+            self._run_metrics = RunMetrics(self.metrics, scheduler, self._pools)
             scheduler.subscribe(self._run_metrics.on_event)
         for listener in self._listeners:
             scheduler.subscribe(listener)
@@ -567,7 +585,11 @@ class Runner:
             scheduler.subscribe(outbox.on_event)
         watching = self._start_watchers()
         monitor = await self._start_guard(scheduler)
-        watch = self._start_sla(scheduler)
+        # One origin for the tasks' times, SLA alerts and resource samples: the run's t=0.
+        origin = self.clock.now()
+        since_start = functools.partial(_elapsed, self.clock.now, origin)
+        watch = self._start_sla(scheduler, since_start)
+        sampling = self._start_resources(since_start)
         for step in self.plan.steps.values():
             if not step.deps:
                 self._warm_for(step)
@@ -583,9 +605,9 @@ class Runner:
                 if self.spec.settings.timeout is not None:
                     all_sim = all(a.provider == "sim" for a in self.spec.agents.values())
                     async with asyncio.timeout(self.spec.settings.timeout * (self.latency_scale if all_sim else 1)):
-                        await scheduler.run()
+                        await scheduler.run(t0=origin)
                 else:
-                    await scheduler.run()
+                    await scheduler.run(t0=origin)
             except TimeoutError:
                 failure = f"run timed out after {self.spec.settings.timeout:g}s"
                 for inst in scheduler.instances.values():
@@ -615,6 +637,9 @@ class Runner:
             if monitor is not None:
                 await monitor.aclose()
             alerts = await watch.aclose() if watch is not None else []
+            samples = await sampling.aclose() if sampling is not None else []
+            if self._run_metrics is not None:
+                self._run_metrics.close()
             records = [inst.record for inst in scheduler.instances.values()]
             self._measure_baseline(scheduler)
             result = RunResult(
@@ -624,6 +649,7 @@ class Runner:
                 providers=tuple(sorted({p.name for p in self._providers.values()})),
                 pools=self.pool_statistics(), resilience=self._gateway.statistics(),
                 cache=await self._close_cache(), guard=dict(self._guard_report), alerts=alerts,
+                resource_samples=samples, resources=summarize_resources(samples),
             )
             self.result = result
             for responder in responders:
@@ -646,8 +672,36 @@ class Runner:
                     "pools": {name: dataclasses.asdict(stats) for name, stats in result.pools.items()},
                     "resilience": [dataclasses.asdict(stats) for stats in result.resilience],
                     "guard": self._guard_report, "alerts": alerts,
-                    "cache": result.cache})
+                    "cache": result.cache, "resources": result.resources, "cost_usd": result.cost_usd})
+                self._keep_history(result, scheduler)
         return result
+
+    def _start_resources(self, now: Callable[[], float]) -> RunResources | None:
+        """Sample the process and its children while the run goes (``settings.telemetry``): only for a
+        stored run on a real clock (a virtual-time run's machine load says nothing about it)."""
+        spec = self.spec.settings.telemetry
+        if not spec.resources or self.store is None:
+            return None
+        if getattr(asyncio.get_running_loop(), "virtual_time", False):
+            return None
+        sampling = RunResources(ProcessSampler(), now=now, sleep=self.clock.sleep, interval=spec.interval)
+        sampling.start()
+        return sampling
+
+    def _keep_history(self, result: RunResult, scheduler: Scheduler) -> None:
+        """The run's headline figures into the store's metric history (``agentfleet trends``) and its
+        resource samples beside it. A failure here is noted, never fatal: the run itself is stored."""
+        assert self.store is not None and self.run_id is not None
+        from ._sla import run_figures
+
+        cache = self._cache
+        lookups = cache.statistics().gets if cache is not None else 0
+        figures = run_figures(result.records, elapsed=scheduler.now(),
+                              cache_hits=self._gateway.cache_counters.hits, cache_lookups=lookups)
+        figures.update(result.resources)
+        self.store.record_metrics(self.run_id, self.spec.name, time.time(), figures)
+        if result.resource_samples:
+            self.store.put_extra(self.run_id, "resources", json.dumps(result.resource_samples))
 
     async def _start_guard(self, scheduler: Scheduler) -> Any:
         """The local resource guard: under CPU or memory pressure, fewer CPU-bound (command, python)
@@ -744,7 +798,7 @@ class Runner:
                 raise SpecError(str(exc), file=file, line=line, field=f"settings.sla.rules[{n}]") from None
         return SLAMonitor(rules)
 
-    def _start_sla(self, scheduler: Scheduler) -> Any:
+    def _start_sla(self, scheduler: Scheduler, now: Callable[[], float]) -> Any:
         sla = self.spec.settings.sla
         if self._sla_monitor is None or sla is None:
             return None
@@ -758,7 +812,7 @@ class Runner:
                               running=stats.running, elapsed=scheduler.now(),
                               cache_hits=self._gateway.cache_counters.hits, cache_lookups=lookups)
 
-        watch = SLAWatch(self._sla_monitor, clock=self.clock, interval=sla.interval, measure=measure,
+        watch = SLAWatch(self._sla_monitor, clock=self.clock, now=now, interval=sla.interval, measure=measure,
                          webhook=sla.webhook, command=sla.command,
                          context={"workflow": self.spec.name, "run_id": self.run_id})
         watch.start()
@@ -924,6 +978,26 @@ class Runner:
             self._last_flush = event.time
             self.store.flush()
 
+    def _spend(self, record: TaskRecord, response: ProviderResponse) -> None:
+        """Count a provider answer's tokens against the task, and their cost when the model has a price."""
+        record.tokens_in += response.tokens_in
+        record.tokens_out += response.tokens_out
+        cost = self._pricing.cost(response.provider, response.model, response.tokens_in, response.tokens_out)
+        if cost:
+            record.meta["cost_usd"] = record.meta.get("cost_usd", 0.0) + cost
+
+    def _note_call(self, task_id: str, meta: dict[str, Any], started: float, waited_before: float) -> None:
+        """Events for one provider call, in the store beside the state changes: the time it waited on a
+        rate limiter or the adaptive gate (which happens at the start of the call), and a cache hit."""
+        assert self.store is not None and self.run_id is not None
+        waited = meta.get("limit_wait", 0.0) - waited_before
+        if waited > 0.0:
+            self.store.note_event(self.run_id, self._session, started, "rate_wait", task_id,
+                                  {"seconds": round(waited, 6)})
+        level = meta.get("cache")
+        if level:
+            self.store.note_event(self.run_id, self._session, started, "cache_hit", task_id, {"level": str(level)})
+
     async def _fire(self, event: str, payload: dict[str, Any]) -> None:
         if not self._hooks.has(event):
             return
@@ -1043,6 +1117,7 @@ class Runner:
             agent.temperature == 0 or (policy is not None and policy.always))
         while True:
             record.attempts += 1
+            began = clock.now()
             attempt_start = scheduler.now() if store is not None else 0.0
             request = ProviderRequest(
                 task_id=inst.id, agent=step.agent, model=agent.model, system=system, prompt=prompt,
@@ -1052,6 +1127,7 @@ class Runner:
             plan = self._cache_plan(inst, request) if caching else None
             error: ProviderError | PoolError
             answer: Any = None
+            waited_before = record.meta.get("limit_wait", 0.0)
             try:
                 response = await gateway.call(step.agent, request, timeout=timeout, meta=record.meta,
                                               first=route_at, deadline=deadline, cache=plan)
@@ -1060,9 +1136,12 @@ class Runner:
                 if plan is not None and (response.meta.get("cache") or record.meta.get("coalesced")):
                     # answered without a provider call of its own: what it would have cost is saved
                     record.meta["saved_tokens"] = response.tokens_in + response.tokens_out
+                    saved = self._pricing.cost(response.provider, response.model, response.tokens_in,
+                                               response.tokens_out)
+                    if saved:
+                        record.meta["saved_usd"] = saved
                 else:
-                    record.tokens_in += response.tokens_in
-                    record.tokens_out += response.tokens_out
+                    self._spend(record, response)
                     if self._run_metrics is not None:
                         self._run_metrics.provider_call(f"{response.provider}/{response.model}", response.latency)
                 answer = response.text
@@ -1089,15 +1168,20 @@ class Runner:
             except (ProviderError, PoolError) as exc:
                 error = exc
             else:
+                if store is not None:
+                    self._note_call(inst.id, record.meta, attempt_start, waited_before)
                 if plan is not None and not record.meta.get("coalesced"):
                     await gateway.remember(plan, response)
                 await self._succeeded(inst, output, response, store, run_id, attempt_start)
                 return
             if store is not None:
+                self._note_call(inst.id, record.meta, attempt_start, waited_before)
                 store.record_attempt(run_id, self._session, record, "failed", attempt_start,
                                      scheduler.now(), str(error))
             if self._run_metrics is not None and isinstance(error, RateLimited):
                 self._run_metrics.rate_limited()
+            if isinstance(error, ProviderTimeout):
+                record.meta["timeout_s"] = record.meta.get("timeout_s", 0.0) + (clock.now() - began)
             if isinstance(error, WorkerLost) and not lost_once:
                 lost_once = True  # its worker died under it: once more, on a fresh member, at once
                 continue
@@ -1113,7 +1197,14 @@ class Runner:
                         # answering others fails this task by chance (retry soon); one failing every
                         # caller backs everyone off exponentially.
                         streak = gateway.failure_streak(step.agent, route_at)
-                        await clock.sleep(self._retry_delay(max(1, min(own, streak)), error, reopens))
+                        delay = self._retry_delay(max(1, min(own, streak)), error, reopens)
+                        if store is not None:
+                            store.note_event(run_id, self._session, scheduler.now(), "retry", inst.id,
+                                             {"attempt": record.attempts, "delay": round(delay, 6),
+                                              "error": str(error)[:300]})
+                        await clock.sleep(delay)
+                        # the failed attempt and the backoff: what this retry cost the task
+                        record.meta["retry_s"] = record.meta.get("retry_s", 0.0) + (clock.now() - began)
                         continue
                     spent = gateway.budget.statistics(clock.now())
                     error = RetryBudgetExhausted(
@@ -1261,8 +1352,7 @@ class Runner:
         except (ProviderError, TimeoutError) as exc:
             record.meta["review_error"] = str(exc) or type(exc).__name__
             return  # a reviewer that cannot answer does not fail the work it reviews
-        record.tokens_in += response.tokens_in
-        record.tokens_out += response.tokens_out
+        self._spend(record, response)
         score, reason = parse_score(response)
         if score is None:
             record.meta["review_error"] = reason
@@ -1310,8 +1400,7 @@ class Runner:
             max_tokens=room, temperature=agent.temperature, timeout=agent.timeout,
         )
         response = await self._gateway.call(summarizer, request, timeout=agent.timeout)
-        inst.record.tokens_in += response.tokens_in
-        inst.record.tokens_out += response.tokens_out
+        self._spend(inst.record, response)
         return response.text
 
     def _with_memory(self, name: str, agent: AgentSpec, system: str) -> str:

@@ -186,6 +186,7 @@ class Scheduler:
         self._seq = 0
         self.running = 0
         self.peak_running = 0
+        self.peak_ready = 0
         self._counts = {s: 0 for s in (TaskState.DONE, TaskState.FAILED, TaskState.SKIPPED, TaskState.CANCELLED)}
         self._t0 = 0.0
         self._time: Callable[[], float] = self._clock.now
@@ -386,6 +387,8 @@ class Scheduler:
             key = (-step.priority, 0.0, self._seq, inst)
         heapq.heappush(self._ready[step.agent], key)
         self._ready_count += 1
+        if self._ready_count > self.peak_ready:
+            self.peak_ready = self._ready_count
         self._emit("ready", inst)
 
     def _admissible_tier(self, tier: str) -> bool:

@@ -9,8 +9,8 @@
 # Every alert lands in the run's result (``RunResult.alerts``, the summary and the stored
 # run); with ``webhook`` it is POSTed as JSON, with ``command`` run with the JSON in
 # ``$AGENTFLEET_ALERT``. A webhook or command that fails is noted in the alert, never fails
-# the run. ``cost_per_run`` has no pricing table yet and is never measured (a rule on it is
-# accepted and stays silent, as for any metric a run cannot measure).
+# the run. ``cost_per_run`` sums the tasks' ``meta["cost_usd"]`` (priced by ``telemetry.Pricing``);
+# a run whose models have no price never measures it, and a rule on it stays silent.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import asyncio
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._types import Clock, TaskRecord, TaskState
 
-__all__ = ["SLAWatch", "sla_values"]
+__all__ = ["HISTORY_FIGURES", "SLAWatch", "run_figures", "sla_values"]
 
 
 def _quantile(ordered: list[float], q: float) -> float | None:
@@ -40,9 +40,13 @@ def sla_values(records: Iterable[TaskRecord], *, ready: int, running: int, elaps
     waits: list[float] = []
     done = failed = attempts = retries = tokens = 0
     limit_wait = task_time = 0.0
+    cost: float | None = None
     for r in records:
         if r.resumed:
             continue
+        spent = r.meta.get("cost_usd") if r.meta else None
+        if spent is not None:
+            cost = (cost or 0.0) + float(spent)
         if r.started_at is not None:
             waits.append(r.queue_wait)
         if r.state == TaskState.DONE:
@@ -77,18 +81,40 @@ def sla_values(records: Iterable[TaskRecord], *, ready: int, running: int, elaps
         "in_flight": float(running),
         "failed_tasks": float(failed),
         "tokens_per_run": float(tokens),
-        "cost_per_run": None,
+        "cost_per_run": cost,
     }
+
+
+#: the metric history kept per run (``agentfleet trends``): stored name -> the ``sla_values`` figure
+HISTORY_FIGURES = {
+    "makespan_s": "makespan", "p50_s": "p50_task_latency", "p95_s": "p95_task_latency",
+    "p99_s": "p99_task_latency", "max_s": "max_task_latency", "queue_wait_p95_s": "queue_wait_p95",
+    "error_rate": "error_rate", "retry_rate": "retry_rate", "cache_hit_rate": "cache_hit_rate",
+    "rate_limit_share": "rate_limit_share", "failed": "failed_tasks", "tokens": "tokens_per_run",
+    "cost_usd": "cost_per_run",
+}
+
+
+def run_figures(records: list[TaskRecord], *, elapsed: float, cache_hits: int = 0,
+                cache_lookups: int = 0) -> dict[str, float]:
+    """A finished run's headline figures for the metric history (``HISTORY_FIGURES``; unmeasured ones
+    left out), plus the number of tasks that ran."""
+    values = sla_values(records, ready=0, running=0, elapsed=elapsed, cache_hits=cache_hits,
+                        cache_lookups=cache_lookups)
+    out = {name: float(v) for name, key in HISTORY_FIGURES.items() if (v := values.get(key)) is not None}
+    out["tasks"] = float(sum(1 for r in records if not r.resumed and r.started_at is not None))
+    return out
 
 
 class SLAWatch:
     """Evaluates ``monitor`` (a ``telemetry.SLAMonitor``) during a run and delivers its alerts."""
 
     def __init__(self, monitor: Any, *, clock: Clock, interval: float, measure: Any,
-                 webhook: str | None = None, command: str | None = None, context: dict[str, Any] | None = None
-                 ) -> None:
+                 webhook: str | None = None, command: str | None = None, context: dict[str, Any] | None = None,
+                 now: Callable[[], float] | None = None) -> None:
         self.monitor = monitor
         self.clock = clock
+        self.now = now or clock.now  # alert times: seconds since the run started
         self.interval = interval
         self.measure = measure  # () -> dict of values
         self.webhook = webhook
@@ -108,7 +134,7 @@ class SLAWatch:
 
     def check(self) -> None:
         """Evaluate now; alert on every change."""
-        now = self.clock.now()
+        now = self.now()
         for change in self.monitor.update(self.measure(), now):
             alert = {**self.context, "rule": change.rule.text, "metric": change.rule.metric,
                      "threshold": change.rule.threshold, "value": change.value, "at": now,

@@ -27,6 +27,7 @@ __all__ = [
     "MapSpec",
     "MemorySpec",
     "PoolSpec",
+    "PriceSpec",
     "RememberSpec",
     "ResilienceSettings",
     "ReviewSpec",
@@ -34,6 +35,7 @@ __all__ = [
     "SettingsSpec",
     "TaskCacheSpec",
     "TaskSpec",
+    "TelemetrySettings",
     "TierSpec",
     "WorkflowSpec",
 ]
@@ -221,6 +223,22 @@ class SLASpec(_Model):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"webhook must be an http:// or https:// URL, got {value!r}")
         return value
+
+
+class TelemetrySettings(_Model):
+    """What a run records about itself beyond its tasks: ``resources`` samples the CPU, memory, disk
+    and network I/O of the process and its children every ``interval`` seconds (stored with the run,
+    charted in ``agentfleet report --html``)."""
+
+    resources: bool = True
+    interval: float = Field(0.5, ge=0.05, le=3600)
+
+
+class PriceSpec(_Model):
+    """A model's price in US dollars per million tokens (``settings.prices``), over the built-in list prices."""
+
+    input: float = Field(ge=0)
+    output: float = Field(0.0, ge=0)
 
 
 class TaskCacheSpec(_Model):
@@ -506,6 +524,10 @@ class SettingsSpec(_Model):
     cache: CacheSettings = Field(default_factory=lambda: CacheSettings())
     redis: str | None = None  # Redis URL for limits shared across runners (``shared: true``)
     sla: SLASpec | None = None
+    #: USD per million tokens by ``provider/model`` or ``model``: the cost of a run (and ``cost_per_run``
+    #: SLA rules) for models the built-in table lacks or at your own rates
+    prices: dict[str, PriceSpec] = Field(default_factory=dict)
+    telemetry: TelemetrySettings = Field(default_factory=lambda: TelemetrySettings())
 
     @field_validator("cache", mode="before")
     @classmethod

@@ -96,6 +96,21 @@ CREATE TABLE IF NOT EXISTS events (
     data TEXT
 );
 CREATE INDEX IF NOT EXISTS events_run ON events(run_id, id);
+CREATE TABLE IF NOT EXISTS run_extras (
+    run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (run_id, kind)
+);
+CREATE TABLE IF NOT EXISTS metric_history (
+    run_id TEXT NOT NULL,
+    workflow TEXT NOT NULL,
+    at REAL NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (run_id, metric)
+);
+CREATE INDEX IF NOT EXISTS metric_history_workflow ON metric_history(workflow, at);
 CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at);
 """
 
@@ -355,6 +370,48 @@ class RunStore:
             (self.resolve(run_id), limit),
         ).fetchall()
         return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    # -- per-run extras and metric history ----------------------------------------------
+
+    def put_extra(self, run_id: str, kind: str, data: str) -> None:
+        """Keep one named document beside a run (resource samples, a profile): replaces any earlier one."""
+        self.flush()
+        self._db.execute("INSERT OR REPLACE INTO run_extras (run_id, kind, data) VALUES (?, ?, ?)",
+                         (run_id, kind, data))
+
+    def get_extra(self, run_id: str, kind: str) -> str | None:
+        row = self._db.execute("SELECT data FROM run_extras WHERE run_id = ? AND kind = ?",
+                               (self.resolve(run_id), kind)).fetchone()
+        return None if row is None else str(row[0])
+
+    def record_metrics(self, run_id: str, workflow: str, at: float, values: dict[str, float]) -> None:
+        """Store a finished run's headline figures (makespan, p95, cost...) for ``agentfleet trends``.
+        A run resumed later replaces its figures."""
+        self.flush()
+        with self._transaction():
+            self._db.execute("DELETE FROM metric_history WHERE run_id = ?", (run_id,))
+            self._db.executemany(
+                "INSERT INTO metric_history (run_id, workflow, at, metric, value) VALUES (?, ?, ?, ?, ?)",
+                [(run_id, workflow, at, metric, float(value)) for metric, value in values.items()])
+
+    def metric_history(self, workflow: str, limit: int = 50) -> list[tuple[str, float, dict[str, float]]]:
+        """The last ``limit`` runs of ``workflow`` with stored figures, oldest first:
+        (run id, time the run was created, {metric: value})."""
+        rows = self._db.execute(
+            "SELECT run_id, at, metric, value FROM metric_history WHERE run_id IN ("
+            " SELECT run_id FROM metric_history WHERE workflow = ? GROUP BY run_id ORDER BY MAX(at) DESC LIMIT ?)"
+            " ORDER BY at, run_id", (workflow, limit)).fetchall()
+        out: dict[str, tuple[float, dict[str, float]]] = {}
+        for run_id, at, metric, value in rows:
+            out.setdefault(run_id, (at, {}))[1][metric] = value
+        return [(run_id, at, values) for run_id, (at, values) in out.items()]
+
+    def workflows(self) -> list[tuple[str, int]]:
+        """Workflows with stored metric history and how many runs each has, most recent first."""
+        rows = self._db.execute(
+            "SELECT workflow, COUNT(DISTINCT run_id), MAX(at) FROM metric_history GROUP BY workflow"
+            " ORDER BY MAX(at) DESC").fetchall()
+        return [(r[0], r[1]) for r in rows]
 
     def mark_interrupted(self, run_id: str, task_ids: Iterable[str]) -> None:
         self.flush()

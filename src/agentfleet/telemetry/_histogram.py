@@ -29,6 +29,7 @@ from __future__ import annotations
 import binascii
 import math
 import zlib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -123,6 +124,36 @@ class LatencyHistogram:
             self._min = value
         if value > self._max:
             self._max = value
+
+    def record_many(self, values: Iterable[float]) -> None:
+        """``record`` every value, faster: equal microsecond values are counted first and recorded once
+        with their count (a burst of similar durations costs one HDR update per distinct value).
+        Validates every value before recording any."""
+        counts: dict[int, int] = {}
+        total = 0.0
+        low, high = self._min, self._max
+        clamped = 0
+        ceiling = self.HIGHEST_SECONDS
+        for seconds in values:
+            value = float(seconds)
+            if not value >= 0.0:
+                raise ValueError(f"a duration must be a non-negative number of seconds, got {seconds!r}")
+            if value > ceiling:
+                value = ceiling
+                clamped += 1
+            us = round(value * _US_PER_S)
+            counts[us] = counts.get(us, 0) + 1
+            total += value
+            if value < low:
+                low = value
+            if value > high:
+                high = value
+        record = self._hdr.record_value
+        for us, n in counts.items():
+            record(us, n)
+        self._sum += total
+        self._min, self._max = low, high
+        self._clamped += clamped
 
     def merge(self, other: LatencyHistogram) -> None:
         """Add every value ``other`` recorded to this histogram (``other`` is unchanged).

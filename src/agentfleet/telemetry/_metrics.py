@@ -120,7 +120,8 @@ class MetricsRegistry:
     """Latency histograms, counters and gauges of one run (see the module notes).
 
     Writers: ``observe(kind, label, seconds)``, ``merge_histogram``, ``inc(name, amount, **labels)``,
-    ``set_gauge`` / ``add_gauge(name, value, **labels)``. Readers: ``histogram``, ``histograms``,
+    ``set_gauge`` / ``add_gauge(name, value, **labels)``, ``bind_gauge`` (read on demand) and
+    collectors (``add_collector``: buffered writes flushed before each read). Readers: ``histogram``, ``histograms``,
     ``counter``, ``gauge``, ``series`` and ``snapshot()``, a JSON-able dict of everything.
     Thread-safe. ``clock`` (monotonic seconds) is only read by ``snapshot``."""
 
@@ -138,6 +139,11 @@ class MetricsRegistry:
         self._specs: dict[str, MetricSpec] = {}
         self._values: dict[str, dict[LabelValues, float]] = {}
         self._peaks: dict[str, dict[LabelValues, float]] = {}
+        #: pulled at read time: gauges bound to a function, and collectors that flush buffered writes
+        self._bound: dict[tuple[str, LabelValues], Callable[[], float]] = {}
+        self._bound_peaks: dict[tuple[str, LabelValues], Callable[[], float]] = {}
+        self._collectors: list[Callable[[], None]] = []
+        self._collecting = threading.RLock()
         self._created = clock()
         for lspec in latency:
             self.declare(lspec)
@@ -197,6 +203,17 @@ class MetricsRegistry:
             raise KeyError(f"latency kind {kind!r} is not declared (known: {sorted(self._histograms)})")
         return family
 
+    def observe_many(self, kind: str, label: str, values: Iterable[float]) -> None:
+        """``observe`` for many durations at once, under one lock (a buffered writer's flush)."""
+        if not isinstance(label, str):
+            raise TypeError(f"a {kind} label must be a string, got {label!r}")
+        with self._lock:
+            family = self._family(kind)
+            histogram = family.get(label)
+            if histogram is None:
+                histogram = family[label] = LatencyHistogram()
+            histogram.record_many(values)
+
     def observe(self, kind: str, label: str, seconds: float) -> None:
         """Record one duration in the (kind, label) histogram, e.g. ("agent", "developer", 1.25).
 
@@ -225,12 +242,14 @@ class MetricsRegistry:
 
     def histogram(self, kind: str, label: str) -> LatencyHistogram | None:
         """A copy of the (kind, label) histogram, None if nothing was observed for it."""
+        self.collect()
         with self._lock:
             histogram = self._family(kind).get(label)
             return None if histogram is None else histogram.copy()
 
     def histograms(self, kind: str) -> dict[str, LatencyHistogram]:
         """Copies of every histogram of ``kind``, by label (sorted)."""
+        self.collect()
         with self._lock:
             family = self._family(kind)
             return {label: family[label].copy() for label in sorted(family)}
@@ -282,20 +301,65 @@ class MetricsRegistry:
         if key not in peaks or value > peaks[key]:
             peaks[key] = value
 
+    # -- pulled values -----------------------------------------------------------------
+
+    def bind_gauge(self, name: str, fn: Callable[[], float], /, peak: Callable[[], float] | None = None,
+                   **labels: str) -> None:
+        """Make a gauge read ``fn()`` whenever the registry is read (a scrape, ``snapshot``), instead of
+        being set on every change: free for the writer. Its peak is ``peak()`` when the source keeps
+        one (exact), else the highest value read."""
+        with self._lock:
+            _, key = self._key(name, "gauge", labels)
+            self._bound[(name, key)] = fn
+            if peak is not None:
+                self._bound_peaks[(name, key)] = peak
+
+    def add_collector(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` before every read: a writer that buffers (``runtime.RunMetrics``) flushes there."""
+        with self._lock:
+            self._collectors.append(fn)
+
+    def remove_collector(self, fn: Callable[[], None]) -> None:
+        with self._lock:
+            if fn in self._collectors:
+                self._collectors.remove(fn)
+
+    def collect(self) -> None:
+        """Run the collectors and read the bound gauges (every reader does this first)."""
+        with self._collecting:  # one collection at a time; the writers it calls take the lock
+            with self._lock:
+                collectors = list(self._collectors)
+                bound = list(self._bound.items())
+                bound_peaks = list(self._bound_peaks.items())
+            for collector in collectors:
+                collector()
+            values = [(name, key, float(fn())) for (name, key), fn in bound]
+            peaks = [(name, key, float(fn())) for (name, key), fn in bound_peaks]
+            with self._lock:
+                for name, key, value in values:
+                    if math.isfinite(value):
+                        self._set(name, key, value)
+                for name, key, value in peaks:
+                    if math.isfinite(value) and value > self._peaks[name].get(key, -math.inf):
+                        self._peaks[name][key] = value
+
     def counter(self, name: str, /, **labels: str) -> float:
         """A counter's value (0 for a series never incremented)."""
+        self.collect()
         with self._lock:
             _, key = self._key(name, "counter", labels)
             return self._values[name].get(key, 0)
 
     def gauge(self, name: str, /, **labels: str) -> float:
         """A gauge's value (0 for a series never set)."""
+        self.collect()
         with self._lock:
             _, key = self._key(name, "gauge", labels)
             return self._values[name].get(key, 0)
 
     def series(self, name: str) -> list[tuple[dict[str, str], float]]:
         """Every series of a counter or gauge as (labels, value), sorted by label values."""
+        self.collect()
         with self._lock:
             spec = self._specs.get(name)
             if spec is None:
@@ -314,6 +378,7 @@ class MetricsRegistry:
              "gauges": {name: [{"labels": {...}, "value": v, "peak": highest value}, ...]}}
 
         Latency figures are seconds (None when a histogram is empty); series are sorted."""
+        self.collect()
         with self._lock:
             now = self._clock()
             families = {kind: {label: h.copy() for label, h in fam.items()} for kind, fam in self._histograms.items()}
