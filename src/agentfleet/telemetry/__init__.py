@@ -16,6 +16,9 @@
                         SLA rules ("p95_task_latency < 2s", "error_rate < 1%"), edge-triggered
     RobustZDetector, EWMADetector, find_anomalies
                         anomalies on metric series (median/MAD z-score, EWMA band)
+    make_tracer, RunTracer
+                        OpenTelemetry spans per run and per task (console, OTLP/HTTP or an
+                        SDK exporter); needs the ``otel`` extra only when a tracer is made
 
 The registry, the SLA monitor and the detectors are pure (time injected). A run feeds a registry
 (``Runner(metrics=...)``, ``agentfleet run --metrics-port``); the SLA monitor and the detectors are
@@ -30,11 +33,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._anomaly import Anomaly, EWMADetector, RobustZDetector, find_anomalies, robust_z
+from ._cost import BUILTIN_PRICES, Price, Pricing
 from ._histogram import HistogramSummary, LatencyHistogram
 from ._metrics import DEFAULT_LATENCY, DEFAULT_METRICS, LatencySpec, MetricSpec, MetricsRegistry
 from ._sla import METRICS, SLAMonitor, SLARule, Violation, evaluate, parse_rule
 
 if TYPE_CHECKING:
+    from ._otel import RunTracer, make_tracer
     from ._prometheus import PREFIX, QUANTILES, MetricsServer, RegistryCollector, collector_registry, prometheus_text
 
 # name -> module for the names imported on first use
@@ -45,6 +50,8 @@ _LAZY: dict[str, str] = {
     "RegistryCollector": "._prometheus",
     "collector_registry": "._prometheus",
     "prometheus_text": "._prometheus",
+    "RunTracer": "._otel",
+    "make_tracer": "._otel",
 }
 
 
@@ -62,6 +69,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "BUILTIN_PRICES",
     "DEFAULT_LATENCY",
     "DEFAULT_METRICS",
     "METRICS",
@@ -75,14 +83,18 @@ __all__ = [
     "MetricSpec",
     "MetricsRegistry",
     "MetricsServer",
+    "Price",
+    "Pricing",
     "RegistryCollector",
     "RobustZDetector",
+    "RunTracer",
     "SLAMonitor",
     "SLARule",
     "Violation",
     "collector_registry",
     "evaluate",
     "find_anomalies",
+    "make_tracer",
     "parse_rule",
     "prometheus_text",
     "robust_z",
