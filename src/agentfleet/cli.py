@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__
+from . import __version__, _profile_cli
 from ._cache_cli import cache_app
 from ._memory_cli import memory_app
 from .errors import AgentFleetError, SpecError
@@ -44,6 +44,12 @@ err = Console(stderr=True, highlight=False)
 
 DbOpt = Annotated[str, typer.Option("--db", help="Run database (SQLite).", envvar="AGENTFLEET_DB")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
+OtelOpt = Annotated[str | None, typer.Option(
+    "--otel", help="Export an OpenTelemetry span per run and per task: console (stderr) or otlp "
+                   "(needs the otel extra: pip install 'agentfleet[otel]').")]
+OtelEndpointOpt = Annotated[str | None, typer.Option(
+    "--otel-endpoint", help="OTLP/HTTP endpoint for --otel otlp (default $OTEL_EXPORTER_OTLP_ENDPOINT "
+                            "or http://127.0.0.1:4318).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No live progress; print the summary only.")]
 
 
@@ -120,7 +126,16 @@ async def _run_with_signals(coro: Any) -> Any:
 
 
 def _execute(runner: Any, *, json_out: bool, quiet: bool, stream: bool, resume: str | None = None,
-             title: str = "", metrics_port: int | None = None) -> None:
+             title: str = "", metrics_port: int | None = None, otel: str | None = None,
+             otel_endpoint: str | None = None) -> None:
+    tracer = None
+    if otel is not None:
+        from .telemetry import make_tracer
+
+        tracer = make_tracer(otel, otel_endpoint)
+        tracer.attach(runner)
+    elif otel_endpoint is not None:
+        raise SpecError("--otel-endpoint needs --otel otlp")
     server = None
     if metrics_port is not None:
         from .telemetry import MetricsRegistry, MetricsServer
@@ -138,6 +153,10 @@ def _execute(runner: Any, *, json_out: bool, quiet: bool, stream: bool, resume: 
     finally:
         if server is not None:
             server.stop()
+        if tracer is not None:
+            problem = tracer.finish(getattr(runner, "result", None))
+            if problem:
+                err.print(f"[yellow]{escape(problem)}[/]")
 
 
 def _execute_run(runner: Any, *, json_out: bool, quiet: bool, stream: bool, resume: str | None,
@@ -167,6 +186,7 @@ def _execute_run(runner: Any, *, json_out: bool, quiet: bool, stream: bool, resu
                      pools={name: dataclasses.asdict(stats) for name, stats in result.pools.items()},
                      resilience=[dataclasses.asdict(stats) for stats in result.resilience], cache=result.cache)
     found = _bottlenecks(result.records, report, runner.plan)
+    insights = _insights_for(runner.store, result.run_id, result.name, result.records, found, save=True)
     if json_out:
         from .analysis._render import bottleneck_dict
 
@@ -183,10 +203,13 @@ def _execute_run(runner: Any, *, json_out: bool, quiet: bool, stream: bool, resu
             "tasks": [{"id": r.task_id, "agent": r.agent, "state": r.state, "attempts": r.attempts,
                        "output": r.output, "error": r.error} for r in result.records],
             "alerts": result.alerts,
+            "resources": result.resources,
+            **insights.to_dict(),
         }
         out.print_json(json.dumps(payload, default=str))
     else:
-        render_summary(report, out, title=f"{result.name} — {result.status}", bottlenecks=found)
+        render_summary(report, out, title=f"{result.name} — {result.status}", bottlenecks=found,
+                       patterns=insights.patterns, runs=insights.runs, anomalies=insights.anomalies)
         for failure in result.hook_failures:
             err.print(f"[yellow]hook failed:[/] {escape(failure.hook)} on {failure.event}: {escape(failure.message)}")
         for alert in result.alerts:
@@ -224,6 +247,8 @@ def run(
     metrics_port: Annotated[int | None, typer.Option(
         "--metrics-port", min=0, max=65535,
         help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics while the run lasts (0: any free port).")] = None,
+    otel: OtelOpt = None,
+    otel_endpoint: OtelEndpointOpt = None,
     db: DbOpt = DEFAULT_DB,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -246,7 +271,7 @@ def run(
         runner = _runner_for(spec, store, options, spec_path=str(workflow), overrides=overrides)
         try:
             _execute(runner, json_out=json_out, quiet=quiet, stream=stream, title=spec.name,
-                     metrics_port=metrics_port)
+                     metrics_port=metrics_port, otel=otel, otel_endpoint=otel_endpoint)
         finally:
             store.close()
     except AgentFleetError as exc:
@@ -451,12 +476,18 @@ def show(
 def report(
     run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix, or 'latest').")],
     timeline: Annotated[bool, typer.Option("--timeline", help="Add a text timeline of the tasks.")] = False,
+    html: Annotated[Path | None, typer.Option(
+        "--html", help="Also write a self-contained HTML report (timeline, histograms, concurrency, "
+                       "resources, bottlenecks) to this file.")] = None,
     db: DbOpt = DEFAULT_DB,
     json_out: JsonOpt = False,
 ) -> None:
-    """Print a run's summary again: makespan, speedup, critical path, per-agent time, and the context
-    each task was sent against passing it the whole history."""
+    """Print a run's summary again: makespan, speedup, critical path, per-agent time, bottlenecks,
+    recurring patterns and anomalies, and the context each task was sent against passing it the
+    whole history. ``--html`` writes the same as a page with charts."""
     from .analysis import analyze, gantt_text, render_context, render_summary, report_to_dict
+    from .store import RunStore
+
     row, records = _load_run(db, run_id)
     # The effective settings are in the run's summary (CLI flags and YAML settings alike).
     facts = {**row.options, **(row.summary or {})}
@@ -466,17 +497,114 @@ def report(
                   pools=facts.get("pools") or None, resilience=facts.get("resilience") or None,
                   cache=facts.get("cache") or None)
     found = _bottlenecks(records, rep, _stored_plan(row))
+    with RunStore(db, create=False) as store:
+        insights = _insights_for(store, row.id, row.name, records, found)
+        events = store.events(row.id, limit=10_000_000) if html is not None else []
+        status = row.status
+        if status == "running" and store.owner_alive(row.id) is None:
+            status = "stopped"  # its process is gone (kill -9, crash): resumable
+    if html is not None:
+        _write_html(html, row, status, records, events, rep, found, insights)
     if json_out:
         from .analysis._render import bottleneck_dict
 
         out.print_json(json.dumps({"run_id": row.id, "workflow": row.name, "status": row.status,
                                    "report": report_to_dict(rep), "bottlenecks": [bottleneck_dict(b) for b in found],
-                                   "alerts": facts.get("alerts") or []}, default=str))
+                                   "alerts": facts.get("alerts") or [], "resources": facts.get("resources") or {},
+                                   **insights.to_dict(), **({"html": str(html)} if html is not None else {})},
+                                  default=str))
         return
-    render_summary(rep, out, title=f"{row.name} — run {row.id} — {row.status}", bottlenecks=found)
+    render_summary(rep, out, title=f"{row.name} — run {row.id} — {row.status}", bottlenecks=found,
+                   patterns=insights.patterns, runs=insights.runs, anomalies=insights.anomalies)
     render_context(rep, out)
     if timeline:
         out.print(gantt_text(records), markup=False, highlight=False)
+    if html is not None:
+        out.print(f"[dim]HTML report written to {escape(str(html))}[/]")
+
+
+@app.command()
+def trends(
+    workflow: Annotated[str | None, typer.Argument(
+        help="Workflow name, or its YAML file (default: the only workflow with stored runs).")] = None,
+    last: Annotated[int, typer.Option("--last", min=2, max=10_000, help="How many recent runs to show.")] = 20,
+    db: DbOpt = DEFAULT_DB,
+    json_out: JsonOpt = False,
+) -> None:
+    """How a workflow's makespan, latency percentiles, errors, tokens, cost and resource use moved
+    across its runs: a sparkline per figure, the best and latest runs, and anomalies flagged."""
+    from .analysis._trends import render_trends, trends_dict
+    from .store import RunStore
+
+    try:
+        with RunStore(db, create=False) as store:
+            known = store.workflows()
+            name = _trend_workflow(workflow, known)
+            history = store.metric_history(name, limit=last)
+    except AgentFleetError as exc:
+        _fail(exc)
+    if json_out:
+        out.print_json(json.dumps({"workflow": name, **trends_dict(history)}, default=str))
+        return
+    if len(history) < 2:
+        out.print(f"{escape(name)} has {len(history)} stored run with figures; trends need two or more "
+                  "(run it again).")
+        return
+    render_trends(history, out, workflow=name)
+
+
+def _trend_workflow(given: str | None, known: list[tuple[str, int]]) -> str:
+    """The workflow name ``trends`` shows: as given, read from a YAML file, or the only one stored."""
+    names = [name for name, _ in known]
+    if given is None:
+        if len(names) == 1:
+            return names[0]
+        if not names:
+            raise _no_runs("no run with stored figures yet: run a workflow first")
+        listing = ", ".join(f"{name} ({runs} runs)" for name, runs in known[:10])
+        raise _no_runs(f"several workflows have stored runs; name one: {listing}")
+    if given in names:
+        return given
+    path = Path(given)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        from .spec import load_workflow
+
+        name = load_workflow(path).name
+        if name in names:
+            return name
+        raise _no_runs(f"workflow {name!r} (from {given}) has no stored runs yet")
+    import difflib
+
+    close = difflib.get_close_matches(given, names, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else (f"; stored: {', '.join(names[:10])}" if names else "")
+    raise _no_runs(f"no stored runs of workflow {given!r}{hint}")
+
+
+def _no_runs(message: str) -> AgentFleetError:
+    from .errors import RunNotFound
+
+    return RunNotFound(message)
+
+
+def _write_html(path: Path, row: Any, status: str, records: Any, events: Any, rep: Any, found: Any,
+                insights: Any) -> None:
+    from .analysis import render_html
+
+    facts = {**row.options, **(row.summary or {})}
+    run = {"id": row.id, "name": row.name, "status": status, "created_at": row.created_at,
+           "ended_at": row.ended_at, "max_parallel": facts.get("max_parallel"),
+           "latency_scale": facts.get("latency_scale") or facts.get("scale") or 1.0, "failure": row.error,
+           "cost_usd": facts.get("cost_usd")}
+    page = render_html(run=run, records=records, events=events, report=rep, bottlenecks=found,
+                       patterns=insights.patterns, resources=insights.resources, anomalies=insights.anomalies,
+                       profile=insights.profile, history=insights.history)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        problem = AgentFleetError(f"cannot write the HTML report to {path}: {exc.strerror or exc}")
+        problem.exit_code = 2  # a path the user gave
+        _fail(problem)
 
 
 @app.command()
@@ -518,6 +646,25 @@ def _bottlenecks(records: Any, report: Any, plan: Any) -> list[Any]:
         if _state["debug"]:
             raise
         return []
+
+
+def _insights_for(store: Any, run_id: str | None, workflow: str, records: Any, found: Any, *,
+                  save: bool = False) -> Any:
+    """Recurring bottlenecks, anomalies and stored samples for a stored run (empty without a store);
+    with ``save``, this run's bottlenecks are kept for the next runs first. Never costs the user
+    their summary."""
+    from ._insights import Insights, gather, save_bottlenecks
+
+    if store is None or run_id is None:
+        return Insights()
+    try:
+        if save:
+            save_bottlenecks(store, run_id, found)
+        return gather(store, run_id, workflow, records, found)
+    except Exception:
+        if _state["debug"]:
+            raise
+        return Insights()
 
 
 def _stored_plan(row: Any) -> Any:
@@ -569,6 +716,9 @@ def init(
         _fail(SpecError(f"cannot write: {exc.strerror}", file=str(output)))
     out.print(f"[green]✓[/] wrote {output} — check it with [bold]agentfleet check {output}[/], "
               f"run it with [bold]agentfleet run {output}[/]")
+
+
+_profile_cli.register(app)  # agentfleet profile WORKFLOW: defined beside the runner helpers it reuses
 
 
 def main() -> None:

@@ -45,10 +45,16 @@ class TestExports:
             "classify_bottlenecks",
             "format_seconds",
             "gantt_text",
+            "history_anomalies",
             "recurring",
             "render_context",
+            "render_html",
             "render_summary",
+            "render_trends",
             "report_to_dict",
+            "run_anomalies",
+            "sparkline",
+            "trends_dict",
             "what_if",
         ]
         for name in agentfleet.analysis.__all__:

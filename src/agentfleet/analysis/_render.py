@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich import box
@@ -22,7 +22,7 @@ from .._types import TaskRecord
 from ._metrics import AgentStats, PathStep, RunReport, StaticComparison
 
 if TYPE_CHECKING:  # _bottlenecks imports format_seconds from here
-    from ._bottlenecks import Bottleneck
+    from ._bottlenecks import Bottleneck, Pattern
 
 __all__ = ["bottleneck_dict", "gantt_text", "render_summary", "report_to_dict"]
 
@@ -128,6 +128,10 @@ def report_to_dict(report: RunReport) -> dict[str, Any]:
         "limit_wait_by_agent": {name: _num(wait) for name, wait in report.limit_wait_by_agent.items()},
         "hedges": report.hedges,
         "fallbacks": report.fallbacks,
+        "retry_time": _num(report.retry_time),
+        "timeout_time": _num(report.timeout_time),
+        "cost_usd": _num(report.cost_usd),
+        "saved_usd": _num(report.saved_usd),
     }
 
 
@@ -218,6 +222,14 @@ def _facts_line(report: RunReport) -> Text:
     line.append(_DOT + f"tokens {report.tokens_in:,} in / {report.tokens_out:,} out")
     line.append(_DOT + f"task time {format_seconds(report.total_task_time)}")
     line.append(_DOT + f"retries {report.retries}")
+    if report.cost_usd is not None:
+        line.append(_DOT + f"cost ${report.cost_usd:.4f}")
+        if report.saved_usd:
+            line.append(f" (cache saved ${report.saved_usd:.4f})")
+    lost = [(name, seconds) for name, seconds in (("rate limits", report.limit_wait), ("retries", report.retry_time),
+                                                 ("timeouts", report.timeout_time)) if seconds > 0]
+    if lost:
+        line.append(_DOT + "time lost to " + ", ".join(f"{name} {format_seconds(s)}" for name, s in lost))
     return line
 
 
@@ -394,9 +406,11 @@ def _note_line(report: RunReport) -> Text | None:
 
 
 def render_summary(report: RunReport, console: Console, *, title: str = "",
-                   bottlenecks: Sequence[Bottleneck] = (), top: int = 3) -> None:
-    """Print a compact run summary: headline, critical path, facts, agents, notes, and the ``top``
-    bottlenecks with what to change."""
+                   bottlenecks: Sequence[Bottleneck] = (), top: int = 3, patterns: Sequence[Pattern] = (),
+                   runs: int = 0, anomalies: Sequence[Mapping[str, Any]] = ()) -> None:
+    """Print a compact run summary: headline, critical path, facts, agents, notes, the ``top``
+    bottlenecks with what to change, and anomalies. A bottleneck that is one of ``patterns`` (found
+    in ``runs`` recent runs of the workflow) is shown as recurring, not as news."""
     if title:
         console.rule(Text(title, style="bold"))
     console.print(_headline(report))
@@ -411,17 +425,28 @@ def render_summary(report: RunReport, console: Console, *, title: str = "",
                   _cache_line(report)):
         if extra is not None:
             console.print(extra)
+    seen = {(p.kind, p.subject): p for p in patterns}
     for found in bottlenecks[:top]:
-        console.print(_bottleneck_line(found))
+        console.print(_bottleneck_line(found, seen.get((found.kind, found.subject)), runs))
     if len(bottlenecks) > top:
         console.print(Text(f"... {len(bottlenecks) - top} more bottlenecks in --json", style="dim"))
+    for anomaly in anomalies[:top]:
+        line = Text("anomaly ", style="bold red")
+        line.append(str(anomaly.get("message", "")))
+        console.print(line)
+    if len(anomalies) > top:
+        console.print(Text(f"... {len(anomalies) - top} more anomalies in --json", style="dim"))
     note = _note_line(report)
     if note is not None:
         console.print(note)
 
 
-def _bottleneck_line(found: Bottleneck) -> Text:
-    line = Text("bottleneck ", style="bold yellow")
+def _bottleneck_line(found: Bottleneck, pattern: Pattern | None = None, runs: int = 0) -> Text:
+    if pattern is not None:
+        line = Text("recurring ", style="bold magenta")
+        line.append(f"(in {pattern.count} of the last {runs} runs) ", style="magenta")
+    else:
+        line = Text("bottleneck ", style="bold yellow")
     line.append(f"{found.kind.replace('_', ' ')} · {found.subject} · ~{found.severity:.1f}s at stake → ")
     line.append(found.recommendation)  # it carries the numbers; the evidence is in --json
     return line
