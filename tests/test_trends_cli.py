@@ -62,3 +62,19 @@ def test_trends_errors_name_what_is_missing(tmp_path: Path) -> None:
     assert done.returncode == 2 and "did you mean 'squeezed'" in one_line(done.stderr)
     done = cli(tmp_path, "trends", "--db", "runs.db")
     assert done.returncode == 0 and "trends need two or more" in done.stdout
+
+
+def test_report_writes_the_html_page_and_what_if(three: tuple[Path, list[dict[str, object]]]) -> None:
+    tmp_path, _ = three
+    done = cli(tmp_path, "report", "latest", "--db", "runs.db", "--html", "out/report.html", "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert data["html"] == "out/report.html"
+    assert 'id="timeline"' in page and 'id="what-if"' in page and "squeezed" in page
+    # the one agent capped at 1: a wider cap is the change that helps, and the page says so
+    (wider,) = [w for w in data["what_if"] if w["setting"] == "agents.dev.max_concurrency"]
+    assert wider["change"] < -0.3
+    bad = cli(tmp_path, "report", "latest", "--db", "runs.db", "--html", "/proc/no/report.html")
+    no_traceback(bad)
+    assert bad.returncode == 2 and "cannot write the HTML report" in one_line(bad.stderr)

@@ -485,7 +485,7 @@ def report(
     """Print a run's summary again: makespan, speedup, critical path, per-agent time, bottlenecks,
     recurring patterns and anomalies, and the context each task was sent against passing it the
     whole history. ``--html`` writes the same as a page with charts."""
-    from .analysis import analyze, gantt_text, render_context, render_summary, report_to_dict
+    from .analysis import analyze, format_seconds, gantt_text, render_context, render_summary, report_to_dict
     from .store import RunStore
 
     row, records = _load_run(db, run_id)
@@ -496,7 +496,9 @@ def report(
                   latency_scale=facts.get("latency_scale") or facts.get("scale") or 1.0, providers=providers,
                   pools=facts.get("pools") or None, resilience=facts.get("resilience") or None,
                   cache=facts.get("cache") or None)
-    found = _bottlenecks(records, rep, _stored_plan(row))
+    plan = _stored_plan(row)
+    found = _bottlenecks(records, rep, plan)
+    scenarios = _what_if(records, plan, facts.get("max_parallel"))
     with RunStore(db, create=False) as store:
         insights = _insights_for(store, row.id, row.name, records, found)
         events = store.events(row.id, limit=10_000_000) if html is not None else []
@@ -504,18 +506,24 @@ def report(
         if status == "running" and store.owner_alive(row.id) is None:
             status = "stopped"  # its process is gone (kill -9, crash): resumable
     if html is not None:
-        _write_html(html, row, status, records, events, rep, found, insights)
+        _write_html(html, row, status, records, events, rep, found, insights, scenarios)
     if json_out:
         from .analysis._render import bottleneck_dict
 
         out.print_json(json.dumps({"run_id": row.id, "workflow": row.name, "status": row.status,
                                    "report": report_to_dict(rep), "bottlenecks": [bottleneck_dict(b) for b in found],
                                    "alerts": facts.get("alerts") or [], "resources": facts.get("resources") or {},
+                                   "what_if": [{"scenario": w.scenario, "setting": w.setting, "makespan": w.makespan,
+                                                "baseline": w.baseline, "change": w.change} for w in scenarios],
                                    **insights.to_dict(), **({"html": str(html)} if html is not None else {})},
                                   default=str))
         return
     render_summary(rep, out, title=f"{row.name} — run {row.id} — {row.status}", bottlenecks=found,
                    patterns=insights.patterns, runs=insights.runs, anomalies=insights.anomalies)
+    if scenarios:
+        shown = " · ".join(f"{w.scenario}: {format_seconds(w.makespan)}"
+                           + ("" if w.change is None else f" ({w.change * 100:+.0f}%)") for w in scenarios)
+        out.print(f"[bold]what if[/] (replayed; as is {format_seconds(scenarios[0].baseline)}) · {escape(shown)}")
     render_context(rep, out)
     if timeline:
         out.print(gantt_text(records), markup=False, highlight=False)
@@ -586,8 +594,24 @@ def _no_runs(message: str) -> AgentFleetError:
     return RunNotFound(message)
 
 
+def _what_if(records: Any, plan: Any, max_parallel: int | None) -> list[Any]:
+    """Re-simulated changes (twice the concurrency, capped agents with twice their cap, the busiest
+    agents twice as fast) under the run's declared agent caps; never costs the user their report."""
+    from .analysis import what_if_scenarios
+
+    caps = {}
+    if plan is not None:
+        caps = {name: agent.max_concurrency for name, agent in plan.spec.agents.items() if agent.max_concurrency}
+    try:
+        return what_if_scenarios(records, max_parallel=max_parallel or None, caps=caps)
+    except Exception:
+        if _state["debug"]:
+            raise
+        return []
+
+
 def _write_html(path: Path, row: Any, status: str, records: Any, events: Any, rep: Any, found: Any,
-                insights: Any) -> None:
+                insights: Any, scenarios: Any) -> None:
     from .analysis import render_html
 
     facts = {**row.options, **(row.summary or {})}
@@ -597,7 +621,7 @@ def _write_html(path: Path, row: Any, status: str, records: Any, events: Any, re
            "cost_usd": facts.get("cost_usd")}
     page = render_html(run=run, records=records, events=events, report=rep, bottlenecks=found,
                        patterns=insights.patterns, resources=insights.resources, anomalies=insights.anomalies,
-                       profile=insights.profile, history=insights.history)
+                       profile=insights.profile, history=insights.history, what_if=scenarios)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(page, encoding="utf-8")

@@ -611,3 +611,27 @@ class TestRecurring:
         (pattern,) = recurring(history)
         assert (pattern.kind, pattern.subject, pattern.count, pattern.first, pattern.last) == (
             "agent_overload", "dev", 3, 0, 2)
+
+
+def test_what_if_scenarios_answer_the_usual_questions_against_the_same_replay() -> None:
+    from agentfleet.analysis import what_if_scenarios
+
+    # lead (1 s) -> 6 reviews of 1 s each, reviewer capped at 2: 1 + 3 = 4 s as run
+    records = [rec("lead", "planner", 0.0, 1.0)]
+    for i in range(6):
+        start = 1.0 + (i // 2)
+        records.append(rec(f"review[{i}]", "reviewer", start, start + 1.0, ready=1.0, deps=("lead",)))
+    found = {w.setting: w for w in what_if_scenarios(records, max_parallel=8, caps={"reviewer": 2})}
+    assert all(w.baseline == 4.0 for w in found.values())
+    # more global slots change nothing while the reviewer's cap holds; a wider cap does
+    assert found["settings.max_parallel"].makespan == 4.0 and found["settings.max_parallel"].change == 0.0
+    assert found["settings.max_parallel"].scenario == "max_parallel 8 -> 16"
+    assert found["agents.reviewer.max_concurrency"].makespan == 3.0  # 1 + 2 rounds of 4 at once
+    assert found["agents.reviewer.max_concurrency"].scenario == "reviewer max_concurrency 2 -> 4"
+    assert found["agents.reviewer.model"].makespan == 2.5  # 1 + 3 rounds of 0.5 s
+    assert found["agents.planner.model"].makespan == 3.5
+    assert found["agents.planner.model"].change == pytest.approx(3.5 / 4 - 1)
+    assert what_if_scenarios([]) == []
+    # without max_parallel the replay uses the concurrency the run reached (2 here)
+    (first, *_) = what_if_scenarios(records)
+    assert first.scenario == "max_parallel 2 -> 4" and first.makespan == 3.0

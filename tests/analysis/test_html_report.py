@@ -429,3 +429,14 @@ class TestRealRun:
             assert parsed.find("rect", "ratewait")
         assert len(parsed.find("svg", "histogram")) == 2
         assert external_references(page) == []
+
+
+def test_what_if_scenarios_are_tabled_with_their_settings() -> None:
+    from agentfleet.analysis import what_if_scenarios
+
+    records = diamond()
+    page = render(records, what_if=what_if_scenarios(records, max_parallel=4, caps={"dev": 1}))
+    assert 'id="what-if"' in page
+    assert "dev max_concurrency 1 -&gt; 2" in page and "agents.dev.max_concurrency" in page
+    assert "max_parallel 4 -&gt; 8" in page and "dev twice as fast" in page
+    assert 'id="what-if"' not in render(records)

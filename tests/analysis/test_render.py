@@ -41,6 +41,7 @@ class TestExports:
             "StaticComparison",
             "TaskContext",
             "Thresholds",
+            "WhatIf",
             "analyze",
             "classify_bottlenecks",
             "format_seconds",
@@ -56,6 +57,7 @@ class TestExports:
             "sparkline",
             "trends_dict",
             "what_if",
+            "what_if_scenarios",
         ]
         for name in agentfleet.analysis.__all__:
             assert getattr(agentfleet.analysis, name) is not None

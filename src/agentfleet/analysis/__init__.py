@@ -17,9 +17,11 @@ from ._bottlenecks import (
     BottleneckKind,
     Pattern,
     Thresholds,
+    WhatIf,
     classify_bottlenecks,
     recurring,
     what_if,
+    what_if_scenarios,
 )
 from ._html import render_html
 from ._metrics import AgentStats, PathStep, RunReport, StaticComparison, TaskContext, analyze
@@ -37,6 +39,7 @@ __all__ = [
     "StaticComparison",
     "TaskContext",
     "Thresholds",
+    "WhatIf",
     "analyze",
     "classify_bottlenecks",
     "format_seconds",
@@ -52,4 +55,5 @@ __all__ = [
     "sparkline",
     "trends_dict",
     "what_if",
+    "what_if_scenarios",
 ]

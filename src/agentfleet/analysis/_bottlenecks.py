@@ -118,9 +118,11 @@ __all__ = [
     "BottleneckKind",
     "Pattern",
     "Thresholds",
+    "WhatIf",
     "classify_bottlenecks",
     "recurring",
     "what_if",
+    "what_if_scenarios",
 ]
 
 BottleneckKind = Literal[
@@ -379,6 +381,53 @@ def what_if(
     slots = concurrency if concurrency is not None else _peak(_span(r) for r in timed)
     duration = {r.task_id: r.duration / speedup.get(r.agent, 1.0) for r in timed}
     return _simulate(_graph(timed), duration, slots, caps)
+
+
+@dataclass(frozen=True, slots=True)
+class WhatIf:
+    """One re-simulated change: ``makespan`` with it against ``baseline`` (the same replay without it)."""
+
+    scenario: str
+    setting: str
+    makespan: float
+    baseline: float
+
+    @property
+    def change(self) -> float | None:
+        """Relative change of the makespan (-0.25: a quarter shorter); None for a zero baseline."""
+        return self.makespan / self.baseline - 1 if self.baseline > 0 else None
+
+
+def what_if_scenarios(records: Sequence[TaskRecord], *, max_parallel: int | None = None,
+                      caps: Mapping[str, int] | None = None, agents: int = 3) -> list[WhatIf]:
+    """The usual questions, answered by ``what_if``: twice ``max_parallel`` (default: the
+    concurrency the run reached), each agent capped by ``caps`` (its ``max_concurrency``) with
+    twice its cap, and each of the ``agents`` busiest agents twice as fast. Both sides come from
+    the same replay (the measured durations, list-scheduled under ``max_parallel`` and ``caps``),
+    so the change is the setting's alone. Pure."""
+    timed = _timed(records)
+    if not timed:
+        return []
+    caps = {agent: cap for agent, cap in (caps or {}).items() if cap >= 1}
+    slots = max_parallel if max_parallel is not None and max_parallel >= 1 else _peak(_span(r) for r in timed)
+    baseline = what_if(records, concurrency=slots, agent_concurrency=caps)
+    out = [WhatIf(f"max_parallel {slots} -> {2 * slots}", "settings.max_parallel",
+                  what_if(records, concurrency=2 * slots, agent_concurrency=caps), baseline)]
+    busy: dict[str, float] = {}
+    for r in timed:
+        if not _pseudo(r.agent):
+            busy[r.agent] = busy.get(r.agent, 0.0) + r.duration
+    ranked = sorted(busy, key=lambda a: -busy[a])
+    for agent in [a for a in ranked if a in caps][:agents]:
+        wider = {**caps, agent: 2 * caps[agent]}
+        out.append(WhatIf(f"{agent} max_concurrency {caps[agent]} -> {2 * caps[agent]}",
+                          f"agents.{agent}.max_concurrency",
+                          what_if(records, concurrency=slots, agent_concurrency=wider), baseline))
+    for agent in ranked[:agents]:
+        out.append(WhatIf(f"{agent} twice as fast", f"agents.{agent}.model",
+                          what_if(records, concurrency=slots, agent_speedup={agent: 2.0}, agent_concurrency=caps),
+                          baseline))
+    return out
 
 
 # -- classification ------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from typing import Any
 
 from .._types import TaskRecord, TaskState
 from ..telemetry import LatencyHistogram
-from ._bottlenecks import Bottleneck, Pattern
+from ._bottlenecks import Bottleneck, Pattern, WhatIf
 from ._metrics import RunReport, _ran
 from ._render import _pct, _times, format_seconds
 
@@ -1068,13 +1068,24 @@ def _bottleneck_rows(bottlenecks: Sequence[Bottleneck], makespan: float) -> str:
 
 
 def _bottleneck_section(ctx: _Ctx, bottlenecks: Sequence[Bottleneck], patterns: Sequence[Pattern],
-                        history_len: int) -> str:
+                        history_len: int, what_if: Sequence[WhatIf] = ()) -> str:
     if bottlenecks:
         body = ('<table class="grid-table" id="bottlenecks"><thead><tr><th>kind</th><th>subject</th>'
                 '<th class="num">at stake</th><th>what to change</th></tr></thead>'
                 f"<tbody>{_bottleneck_rows(bottlenecks, ctx.report.makespan)}</tbody></table>")
     else:
         body = '<p class="muted">No bottleneck cleared the noise floor in this run.</p>'
+    if what_if:
+        rows = "".join(
+            f"<tr><td>{_e(w.scenario)}</td><td><code>{_e(w.setting)}</code></td>"
+            f'<td class="num">{format_seconds(w.makespan)}</td>'
+            f'<td class="num">{"n/a" if w.change is None else f"{w.change * 100:+.0f}%"}</td></tr>'
+            for w in what_if)
+        body += ('<h3>What if</h3><p class="muted">the run replayed with one thing changed (measured durations, '
+                 f'list-scheduled; the same replay as is takes {format_seconds(what_if[0].baseline)})</p>'
+                 '<table class="grid-table" id="what-if"><thead><tr><th>change</th><th>setting</th>'
+                 '<th class="num">makespan</th><th class="num">vs as is</th></tr></thead>'
+                 f"<tbody>{rows}</tbody></table>")
     if patterns:
         runs = max([history_len, *(p.last + 1 for p in patterns)])
         items = "".join(
@@ -1225,6 +1236,7 @@ def render_html(
     anomalies: Sequence[Mapping[str, Any]] = (),
     profile: Mapping[str, Any] | None = None,
     history: Sequence[tuple[str, float, Mapping[str, float]]] = (),
+    what_if: Sequence[WhatIf] = (),
 ) -> str:
     """One self-contained HTML page reporting a run (no external resource; opens offline).
 
@@ -1233,7 +1245,8 @@ def render_html(
     ``RunStore.events`` rows and ``report`` / ``bottlenecks`` / ``patterns`` what ``analyze``,
     ``classify_bottlenecks`` and ``recurring`` made of them. ``resources`` are resource samples,
     ``anomalies`` detected anomalies, ``profile`` a CPU profile and ``history`` the workflow's
-    headline figures per run, oldest first (trends). Pure: no I/O.
+    headline figures per run, oldest first (trends); ``what_if`` re-simulated changes
+    (``what_if_scenarios``). Pure: no I/O.
     """
     ctx = _context(run, records, events, report, resources, anomalies)
     body = "".join((
@@ -1241,7 +1254,7 @@ def render_html(
         _latency_section(ctx),
         _concurrency_section(ctx),
         _resources_section(ctx, resources),
-        _bottleneck_section(ctx, bottlenecks, patterns, len(history)),
+        _bottleneck_section(ctx, bottlenecks, patterns, len(history), what_if),
         _anomaly_section(ctx),
         _trends_section(ctx, history),
         _profile_section(profile),
