@@ -109,3 +109,11 @@ def test_a_port_in_use_is_one_clear_error(tmp_path: Path) -> None:
     no_traceback(result)
     assert result.returncode == 2
     assert f"--metrics-port {port}: cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_an_otel_endpoint_without_otlp_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "flow.yaml").write_text(SPEC)
+    done = subprocess.run([*CLI, "run", "flow.yaml", "--db", "runs.db", "--otel-endpoint", "http://127.0.0.1:4318"],
+                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2 and "add --otel otlp" in done.stderr and "Traceback" not in done.stderr
+    assert "stored in" not in done.stdout  # refused before the run started

@@ -11,6 +11,7 @@ against the workflow's history, the resource samples and profile kept beside the
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +70,12 @@ def gather(store: RunStore, run_id: str, workflow: str, records: Sequence[Any],
     ids = [rid for rid, _, _ in history]
     if run_id in ids:
         history = history[: ids.index(run_id) + 1]
+    else:
+        # a run with no figures of its own (interrupted, resumed, profiled): the runs that ended
+        # before it did, not those made after it
+        row = store.get_run(run_id)
+        until = row.ended_at or time.time()
+        history = [h for h in history if h[1] <= until]
     recent = history[-RECENT:]
     lists: list[list[Bottleneck]] = []
     for rid, _, _ in recent:

@@ -344,6 +344,7 @@ def profile(
         store = RunStore(db)
         try:
             runner = _cli._runner_for(spec, store, options, spec_path=str(workflow), overrides=overrides)
+            runner.history = False  # slowed by the profiler: not a figure for trends and anomalies
             result, session, interrupted = _profile_run(runner, interval, f"agentfleet profile {workflow}")
             if result is None:
                 raise typer.Exit(130)

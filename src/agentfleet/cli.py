@@ -46,7 +46,7 @@ DbOpt = Annotated[str, typer.Option("--db", help="Run database (SQLite).", envva
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
 OtelOpt = Annotated[str | None, typer.Option(
     "--otel", help="Export an OpenTelemetry span per run and per task: console (stderr) or otlp "
-                   "(needs the otel extra: pip install 'agentfleet[otel]').")]
+                   "(needs the otel extra: pip install 'agentfleet\\[otel]').")]
 OtelEndpointOpt = Annotated[str | None, typer.Option(
     "--otel-endpoint", help="OTLP/HTTP endpoint for --otel otlp (default $OTEL_EXPORTER_OTLP_ENDPOINT "
                             "or http://127.0.0.1:4318).")]
@@ -128,14 +128,8 @@ async def _run_with_signals(coro: Any) -> Any:
 def _execute(runner: Any, *, json_out: bool, quiet: bool, stream: bool, resume: str | None = None,
              title: str = "", metrics_port: int | None = None, otel: str | None = None,
              otel_endpoint: str | None = None) -> None:
-    tracer = None
-    if otel is not None:
-        from .telemetry import make_tracer
-
-        tracer = make_tracer(otel, otel_endpoint)
-        tracer.attach(runner)
-    elif otel_endpoint is not None:
-        raise SpecError("--otel-endpoint needs --otel otlp")
+    if otel_endpoint is not None and otel != "otlp":
+        raise SpecError("--otel-endpoint is where --otel otlp sends spans; add --otel otlp")
     server = None
     if metrics_port is not None:
         from .telemetry import MetricsRegistry, MetricsServer
@@ -148,7 +142,13 @@ def _execute(runner: Any, *, json_out: bool, quiet: bool, stream: bool, resume: 
             raise SpecError(f"--metrics-port {metrics_port}: cannot listen on 127.0.0.1:{metrics_port} "
                             f"({exc.strerror or exc})") from None
         err.print(f"[dim]metrics: {server.url}[/]")
+    tracer = None
     try:
+        if otel is not None:
+            from .telemetry import make_tracer
+
+            tracer = make_tracer(otel, otel_endpoint)
+            tracer.attach(runner)
         _execute_run(runner, json_out=json_out, quiet=quiet, stream=stream, resume=resume, title=title)
     finally:
         if server is not None:
@@ -510,7 +510,7 @@ def report(
     if json_out:
         from .analysis._render import bottleneck_dict
 
-        out.print_json(json.dumps({"run_id": row.id, "workflow": row.name, "status": row.status,
+        out.print_json(json.dumps({"run_id": row.id, "workflow": row.name, "status": status,
                                    "report": report_to_dict(rep), "bottlenecks": [bottleneck_dict(b) for b in found],
                                    "alerts": facts.get("alerts") or [], "resources": facts.get("resources") or {},
                                    "what_if": [{"scenario": w.scenario, "setting": w.setting, "makespan": w.makespan,
@@ -518,7 +518,7 @@ def report(
                                    **insights.to_dict(), **({"html": str(html)} if html is not None else {})},
                                   default=str))
         return
-    render_summary(rep, out, title=f"{row.name} — run {row.id} — {row.status}", bottlenecks=found,
+    render_summary(rep, out, title=f"{row.name} — run {row.id} — {status}", bottlenecks=found,
                    patterns=insights.patterns, runs=insights.runs, anomalies=insights.anomalies)
     if scenarios:
         shown = " · ".join(f"{w.scenario}: {format_seconds(w.makespan)}"

@@ -23,7 +23,7 @@ def test_the_one_slow_task_among_its_peers_is_flagged() -> None:
         t += 0.5
     found = task_anomalies(records)
     assert [a["subject"] for a in found] == ["t45"]
-    assert found[0]["score"] > 5 and "4x the median" in found[0]["message"].replace("4.0x", "4x")
+    assert found[0]["score"] > 5 and "x the median of the 60 dev tasks" in found[0]["message"]
 
 
 def test_noise_alone_flags_nothing() -> None:
@@ -84,3 +84,19 @@ def test_trends_table_and_json() -> None:
     render_trends(runs, console, workflow="wf")
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert "wf: 7 runs" in text and "makespan" in text and "+59%" in text and "anomaly" in text
+
+
+def test_an_infinite_score_is_null_in_json() -> None:
+    # six runs with exactly the same tokens, then one with more: z is infinite, JSON must stay valid
+    import json
+
+    runs = [(f"r{i}", float(i), {"tokens": 100.0}) for i in range(6)] + [("r6", 6.0, {"tokens": 900.0})]
+    (found,) = history_anomalies(runs)
+    assert found["metric"] == "tokens" and found["score"] is None
+    json.dumps(found, allow_nan=False)
+
+
+def test_runs_at_another_latency_scale_are_not_compared() -> None:
+    past = [(f"r{i}", float(i), {"makespan_s": 1.0 + i / 100, "latency_scale": 0.01}) for i in range(6)]
+    assert history_anomalies([*past, ("x", 9.0, {"makespan_s": 100.0, "latency_scale": 1.0})]) == []
+    assert history_anomalies([*past, ("y", 9.0, {"makespan_s": 100.0, "latency_scale": 0.01})]) != []

@@ -111,3 +111,47 @@ def test_sampling_can_be_turned_off(tmp_path: Path) -> None:
         result = asyncio.run(Runner(spec, store=store, cache=False).run())
         assert store.get_extra(result.run_id or "", "resources") is None
     assert result.resources == {} and result.resource_samples == []
+
+
+def test_time_lost_is_counted_once_per_cause() -> None:
+    from agentfleet.errors import ProviderTimeout
+
+    # t0 and t1 share a 1-request-a-minute limit; t1 waits 60 s for it, then times out (2 s), then
+    # retries: its limiter wait is rate-limit time, the 2 s timeout time, only the backoff retry time
+    fake = Scripted(latency=1.0, fail=fails(2, error=lambda: ProviderTimeout("slow", provider="fake")))
+    spec = build(tasks(2, retries=1), {"a": {"rate_limit": {"rpm": 1, "burst": 1}}}, max_parallel=10)
+    result = run_virtual(Runner(spec, providers={"a": fake}, cache=False, backoff_base=1.0, backoff_cap=1.0).run())
+    assert result.ok
+    meta = rec(result, "t1").meta
+    assert meta["limit_wait"] > 100  # ~60 s before each of its attempts (less the backoff after the first)
+    assert meta["timeout_s"] == pytest.approx(1.0)  # the attempt itself, not the wait before it
+    assert "retry_s" in meta and meta["retry_s"] <= 1.0 + 1e-9  # the backoff only
+    total = rec(result, "t1").duration
+    assert meta["limit_wait"] + meta["timeout_s"] + meta["retry_s"] <= total + 1e-6
+
+
+def test_history_keeps_whole_runs_only_with_the_cache_rate_and_the_makespan_of_the_tasks(tmp_path: Path) -> None:
+    spec = build(tasks(3), {"a": {"temperature": 0}})
+    with RunStore(tmp_path / "runs.db") as store:
+        run_virtual(Runner(spec, store=store, providers={"a": Scripted(latency=1.0)}).run())
+        second = run_virtual(Runner(spec, store=store, providers={"a": Scripted(latency=1.0)}).run())
+        off = Runner(spec, store=store, providers={"a": Scripted(latency=1.0)}, cache=False)
+        off.history = False  # what agentfleet profile does
+        unrecorded = run_virtual(off.run())
+        history = {run_id: figures for run_id, _, figures in store.metric_history("t")}
+    assert unrecorded.run_id not in history and len(history) == 2
+    figures = history[second.run_id]
+    assert figures["cache_hit_rate"] == 1.0
+    # the tasks' own span, not the teardown after them (all three answered from the cache at t=0)
+    ends = max(r.ended_at or 0.0 for r in second.records)
+    assert figures["makespan_s"] == pytest.approx(ends)
+
+
+def test_a_registry_outlives_the_run_without_holding_it() -> None:
+    registry = MetricsRegistry()
+    result = run_virtual(Runner(build(tasks(4), {"a": sim(1.0)}, max_parallel=2), metrics=registry,
+                                cache=False).run())
+    assert result.ok
+    (row,) = registry.snapshot()["gauges"]["in_flight"]
+    assert row["value"] == 0 and row["peak"] == 2
+    assert registry._bound == {} and registry._collectors == []

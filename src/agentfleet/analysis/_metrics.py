@@ -190,7 +190,8 @@ class RunReport:
     limit_wait_by_agent: Mapping[str, float] = field(default_factory=dict)
     hedges: int = 0
     fallbacks: int = 0
-    #: seconds tasks lost to retries (failed attempts and their backoff) and to attempts that timed out
+    #: seconds tasks lost to retries (failed attempts, beyond their limiter wait, and their backoff) and to
+    #: attempts that timed out (beyond their limiter wait; not counted as retry time too)
     retry_time: float = 0.0
     timeout_time: float = 0.0
     #: US dollars the provider calls cost (None: no model had a price) and the cache saved

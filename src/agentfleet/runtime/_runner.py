@@ -18,6 +18,7 @@ import json
 import os
 import random
 import secrets
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from ..errors import (
     RateLimited,
     RetryBudgetExhausted,
     SpecError,
+    StoreError,
     TaskFailed,
     WorkerLost,
 )
@@ -292,6 +294,8 @@ class Runner:
         self.metrics = metrics
         self._run_metrics: RunMetrics | None = None
         self._pricing = Pricing({key: Price(p.input, p.output) for key, p in self.spec.settings.prices.items()})
+        #: whether a stored run's figures go into the metric history (off under a profiler)
+        self.history = True
 
     def subscribe(self, listener: Callable[[TaskEvent], None]) -> None:
         """Receive every task state change synchronously, as the scheduler makes it.
@@ -673,7 +677,7 @@ class Runner:
                     "resilience": [dataclasses.asdict(stats) for stats in result.resilience],
                     "guard": self._guard_report, "alerts": alerts,
                     "cache": result.cache, "resources": result.resources, "cost_usd": result.cost_usd})
-                self._keep_history(result, scheduler)
+                self._keep_history(result)
         return result
 
     def _start_resources(self, now: Callable[[], float]) -> RunResources | None:
@@ -688,20 +692,32 @@ class Runner:
         sampling.start()
         return sampling
 
-    def _keep_history(self, result: RunResult, scheduler: Scheduler) -> None:
-        """The run's headline figures into the store's metric history (``agentfleet trends``) and its
-        resource samples beside it. A failure here is noted, never fatal: the run itself is stored."""
+    def _keep_history(self, result: RunResult) -> None:
+        """The run's resource samples beside it, and its headline figures into the store's metric
+        history (``agentfleet trends``, anomalies against earlier runs) when they describe a whole run
+        made the usual way: not an interrupted one, not one resumed from an earlier session (its
+        figures would cover part of the work) and not one under a profiler (``history = False``).
+        A store error here is noted as a hook failure, never fatal: the run itself is stored."""
         assert self.store is not None and self.run_id is not None
         from ._sla import run_figures
 
-        cache = self._cache
-        lookups = cache.statistics().gets if cache is not None else 0
-        figures = run_figures(result.records, elapsed=scheduler.now(),
-                              cache_hits=self._gateway.cache_counters.hits, cache_lookups=lookups)
-        figures.update(result.resources)
-        self.store.record_metrics(self.run_id, self.spec.name, time.time(), figures)
-        if result.resource_samples:
-            self.store.put_extra(self.run_id, "resources", json.dumps(result.resource_samples))
+        try:
+            if result.resource_samples:
+                self.store.put_extra(self.run_id, "resources", json.dumps(result.resource_samples))
+            if (not self.history or result.status == "interrupted"
+                    or any(r.resumed for r in result.records)):
+                return
+            ran = [r for r in result.records if r.started_at is not None and r.ended_at is not None]
+            makespan = (max(r.ended_at or 0.0 for r in ran) - min(r.started_at or 0.0 for r in ran)) if ran else 0.0
+            cache = result.cache
+            figures = run_figures(result.records, elapsed=makespan, cache_hits=int(cache.get("hits", 0)),
+                                  cache_lookups=int(cache.get("lookups", 0)))
+            figures.update(result.resources)
+            figures["latency_scale"] = float(self.latency_scale)
+            self.store.record_metrics(self.run_id, self.spec.name, time.time(), figures)
+        except (StoreError, sqlite3.Error, OSError) as exc:
+            self._hook_failures.append(HookFailure(hook="metric history", event="on_run_end",
+                                                   message=f"{type(exc).__name__}: {exc}"))
 
     async def _start_guard(self, scheduler: Scheduler) -> Any:
         """The local resource guard: under CPU or memory pressure, fewer CPU-bound (command, python)
@@ -1180,8 +1196,14 @@ class Runner:
                                      scheduler.now(), str(error))
             if self._run_metrics is not None and isinstance(error, RateLimited):
                 self._run_metrics.rate_limited()
+            # Time lost, each second counted once: the attempt's wait on the limiter is a rate-limit
+            # wait (meta["limit_wait"]); the rest of an attempt that timed out is timeout time; the
+            # rest of any other failed attempt, and the backoff after it, is retry time.
+            accounted = record.meta.get("limit_wait", 0.0) - waited_before
             if isinstance(error, ProviderTimeout):
-                record.meta["timeout_s"] = record.meta.get("timeout_s", 0.0) + (clock.now() - began)
+                timed_out = max(0.0, clock.now() - began - accounted)
+                record.meta["timeout_s"] = record.meta.get("timeout_s", 0.0) + timed_out
+                accounted += timed_out
             if isinstance(error, WorkerLost) and not lost_once:
                 lost_once = True  # its worker died under it: once more, on a fresh member, at once
                 continue
@@ -1203,8 +1225,8 @@ class Runner:
                                              {"attempt": record.attempts, "delay": round(delay, 6),
                                               "error": str(error)[:300]})
                         await clock.sleep(delay)
-                        # the failed attempt and the backoff: what this retry cost the task
-                        record.meta["retry_s"] = record.meta.get("retry_s", 0.0) + (clock.now() - began)
+                        lost = max(0.0, clock.now() - began - accounted)
+                        record.meta["retry_s"] = record.meta.get("retry_s", 0.0) + lost
                         continue
                     spent = gateway.budget.statistics(clock.now())
                     error = RetryBudgetExhausted(

@@ -71,9 +71,16 @@ class RunMetrics:
         self._pending.append(("l",))
 
     def close(self) -> None:
-        """Flush what is left and stop being called by the registry (the run ended)."""
+        """Flush what is left and let go of the run (it ended): the gauges keep their last values,
+        and the registry (which may outlive the run, e.g. in the service) no longer holds the
+        scheduler or the pools."""
         self.flush()
-        self.registry.remove_collector(self.flush)
+        registry = self.registry
+        registry.remove_collector(self.flush)
+        registry.unbind_gauge("queue_depth")
+        registry.unbind_gauge("in_flight")
+        for name in self.pools:
+            registry.unbind_gauge("pool_size", agent=name)
 
     def flush(self) -> None:
         """Move the buffered facts into the registry, grouped (safe from any thread)."""

@@ -4,8 +4,9 @@
 # A price is looked up by the model a call was answered by (``ProviderResponse.model``), so a
 # fallback to a cheaper model is priced as that model. Lookup order: the workflow's own
 # ``settings.prices`` by ``provider/model``, then by ``model``, then the built-in table below by
-# the longest matching prefix (``gpt-4o-mini-2024-07-18`` is priced as ``gpt-4o-mini``). A model
-# found nowhere costs nothing and is reported as unpriced, never guessed. The built-in figures
+# its name or a dated snapshot of it (``gpt-4o-mini-2024-07-18`` is priced as ``gpt-4o-mini``,
+# ``claude-3-5-haiku-latest`` as ``claude-3-5-haiku``; ``o1-pro`` is not ``o1``). A model found
+# nowhere costs nothing and is reported as unpriced, never guessed. The built-in figures
 # are list prices as published by the vendors (2025); declare your own in ``settings.prices``
 # when you have negotiated rates or newer models. A sim agent that names a real model (``model:
 # gpt-4o``) is priced as that model: the figure is what the run would have cost for real.
@@ -13,6 +14,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -50,14 +52,22 @@ BUILTIN_PRICES: Mapping[str, Price] = {
     "text-embedding-3-small": Price(0.02, 0.0),
     "text-embedding-3-large": Price(0.13, 0.0),
     "claude-opus-4": Price(15.0, 75.0),
+    "claude-opus-4-1": Price(15.0, 75.0),
+    "claude-opus-4-5": Price(5.0, 25.0),
     "claude-sonnet-4": Price(3.0, 15.0),
-    "claude-haiku-4": Price(1.0, 5.0),
+    "claude-sonnet-4-5": Price(3.0, 15.0),
+    "claude-haiku-4-5": Price(1.0, 5.0),
     "claude-3-7-sonnet": Price(3.0, 15.0),
     "claude-3-5-sonnet": Price(3.0, 15.0),
     "claude-3-5-haiku": Price(0.80, 4.0),
     "claude-3-opus": Price(15.0, 75.0),
     "claude-3-haiku": Price(0.25, 1.25),
 }
+
+
+#: a built-in name, optionally with a snapshot suffix: a date (-2024-07-18, -20250514, -0613) or -latest.
+#: Anything else (o1-pro, gpt-5-pro) is another model with another price: unpriced, not guessed.
+_ALIAS = re.compile(r"^(.+?)(?:-(?:latest|\d{4}-\d{2}-\d{2}|\d{8}|\d{4}))?$")
 
 
 class Pricing:
@@ -78,9 +88,8 @@ class Pricing:
             pass
         found = self._overrides.get(f"{provider}/{model}") or self._overrides.get(model)
         if found is None:
-            name = model.rsplit("/", 1)[-1].lower()
-            best = max((k for k in BUILTIN_PRICES if name == k or name.startswith(k + "-")), key=len, default=None)
-            found = BUILTIN_PRICES[best] if best is not None else None
+            match = _ALIAS.match(model.rsplit("/", 1)[-1].lower())
+            found = BUILTIN_PRICES.get(match.group(1)) if match else None
         self._cache[key] = found
         return found
 

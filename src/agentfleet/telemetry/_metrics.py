@@ -314,6 +314,14 @@ class MetricsRegistry:
             if peak is not None:
                 self._bound_peaks[(name, key)] = peak
 
+    def unbind_gauge(self, name: str, /, **labels: str) -> None:
+        """Read a bound gauge one last time and keep that value; it is a plain gauge again."""
+        self.collect()
+        with self._lock:
+            _, key = self._key(name, "gauge", labels)
+            self._bound.pop((name, key), None)
+            self._bound_peaks.pop((name, key), None)
+
     def add_collector(self, fn: Callable[[], None]) -> None:
         """Call ``fn()`` before every read: a writer that buffers (``runtime.RunMetrics``) flushes there."""
         with self._lock:
