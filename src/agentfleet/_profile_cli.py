@@ -46,6 +46,22 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ._subcli import (
+    AdmissionOpt,
+    BaseUrlOpt,
+    DbOpt,
+    JsonOpt,
+    MaxParallelOpt,
+    ModelOpt,
+    NoCacheOpt,
+    PolicyOpt,
+    ProviderOpt,
+    ScaleOpt,
+    SeedOpt,
+    SetOpt,
+    WorkflowArg,
+    run_options,
+)
 from .errors import AgentFleetError, SpecError
 from .store import DEFAULT_DB
 
@@ -234,9 +250,6 @@ def _session_html(session: Session) -> str:
 
 # -- the command ------------------------------------------------------------------------------
 
-DbOpt = Annotated[str, typer.Option("--db", help="Run database (SQLite).", envvar="AGENTFLEET_DB")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
-
 
 def _profile_run(runner: Any, interval: float, description: str) -> tuple[Any, Session, bool]:
     """Run ``runner`` to the end under pyinstrument: (result or None, session, interrupted)."""
@@ -304,18 +317,17 @@ def _print(doc: ProfileDoc, result: Any, html: Path | None, db: str) -> None:
 
 
 def profile(
-    workflow: Annotated[Path, typer.Argument(help="Workflow YAML file.")],
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a workflow var: key=value.")] = None,
-    provider: Annotated[str | None, typer.Option(help="Run every agent on this provider (sim, openai, "
-                                                      "anthropic, ollama, vllm, command, python).")] = None,
-    model: Annotated[str | None, typer.Option(help="Model for every agent (with --provider).")] = None,
-    base_url: Annotated[str | None, typer.Option(help="Endpoint for every agent, e.g. a local vLLM.")] = None,
-    max_parallel: Annotated[int | None, typer.Option(min=1, help="Global limit on running tasks.")] = None,
-    policy: Annotated[str | None, typer.Option(help="fail_fast or continue.")] = None,
-    admission: Annotated[str | None, typer.Option(help="critical_path or fifo.")] = None,
-    scale: Annotated[float | None, typer.Option(min=0.0001, help="Scale sim latencies (0.1 = 10x faster).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for the sim provider and retry jitter.")] = 0,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")] = False,
+    workflow: WorkflowArg,
+    set_: SetOpt = None,
+    provider: ProviderOpt = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    max_parallel: MaxParallelOpt = None,
+    policy: PolicyOpt = None,
+    admission: AdmissionOpt = None,
+    scale: ScaleOpt = None,
+    seed: SeedOpt = 0,
+    no_cache: NoCacheOpt = False,
     interval: Annotated[float, typer.Option(min=0.0001, max=1.0, help="Seconds between samples.")] = 0.001,
     html: Annotated[Path | None, typer.Option("--html", help="Also write pyinstrument's interactive page "
                                                             "(call tree, flame graph, timeline; opens offline).")
@@ -332,15 +344,10 @@ def profile(
     try:
         overrides = _cli._parse_sets(set_)
         spec = load_workflow(workflow, overrides=overrides)
-        for name, value in (("policy", policy), ("admission", admission)):
-            allowed = {"policy": ("fail_fast", "continue"), "admission": ("critical_path", "fifo")}[name]
-            if value is not None and value not in allowed:
-                raise SpecError(f"--{name} must be one of {', '.join(allowed)}, got {value!r}")
+        options = run_options(provider=provider, model=model, base_url=base_url, max_parallel=max_parallel,
+                              policy=policy, admission=admission, scale=scale, seed=seed, no_cache=no_cache)
         if html is not None and not html.parent.is_dir():
             raise SpecError("--html: no such directory", file=str(html.parent))
-        options = {"provider": provider, "model": model, "base_url": base_url, "max_parallel": max_parallel,
-                   "policy": policy, "admission": admission, "scale": scale, "seed": seed,
-                   **({"no_cache": True} if no_cache else {})}
         store = RunStore(db)
         try:
             runner = _cli._runner_for(spec, store, options, spec_path=str(workflow), overrides=overrides)

@@ -1,8 +1,10 @@
-"""What the CLI's sub-apps (``memory``, ``cache``) share: their console and their one-line errors."""
+"""What the CLI's commands and sub-apps share: their console, their one-line errors, and the
+options every command that runs a workflow takes (``run``, ``profile``)."""
 
 from __future__ import annotations
 
-from typing import NoReturn
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -10,7 +12,38 @@ from rich.markup import escape
 
 from .errors import AgentFleetError
 
-__all__ = ["duration", "fail", "out"]
+__all__ = ["duration", "fail", "out", "run_options"]
+
+# The options of a command that runs a workflow file.
+WorkflowArg = Annotated[Path, typer.Argument(help="Workflow YAML file.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a workflow var: key=value.")]
+ProviderOpt = Annotated[str | None, typer.Option(help="Run every agent on this provider (sim, openai, "
+                                                      "anthropic, ollama, vllm, command, python).")]
+ModelOpt = Annotated[str | None, typer.Option(help="Model for every agent (with --provider).")]
+BaseUrlOpt = Annotated[str | None, typer.Option(help="Endpoint for every agent, e.g. a local vLLM.")]
+MaxParallelOpt = Annotated[int | None, typer.Option(min=1, help="Global limit on running tasks.")]
+PolicyOpt = Annotated[str | None, typer.Option(help="fail_fast or continue.")]
+AdmissionOpt = Annotated[str | None, typer.Option(help="critical_path or fifo.")]
+ScaleOpt = Annotated[float | None, typer.Option(min=0.0001, help="Scale sim latencies (0.1 = 10x faster).")]
+SeedOpt = Annotated[int, typer.Option(help="Seed for the sim provider and retry jitter.")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")]
+DbOpt = Annotated[str, typer.Option("--db", help="Run database (SQLite).", envvar="AGENTFLEET_DB")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
+
+
+def run_options(*, provider: str | None, model: str | None, base_url: str | None, max_parallel: int | None,
+                policy: str | None, admission: str | None, scale: float | None, seed: int,
+                no_cache: bool) -> dict[str, Any]:
+    """The runner options those flags give; a SpecError (exit 2) for a policy or admission that is not one."""
+    from .errors import SpecError
+
+    for name, value in (("policy", policy), ("admission", admission)):
+        allowed = {"policy": ("fail_fast", "continue"), "admission": ("critical_path", "fifo")}[name]
+        if value is not None and value not in allowed:
+            raise SpecError(f"--{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return {"provider": provider, "model": model, "base_url": base_url, "max_parallel": max_parallel,
+            "policy": policy, "admission": admission, "scale": scale, "seed": seed,
+            **({"no_cache": True} if no_cache else {})}
 
 
 def out() -> Console:

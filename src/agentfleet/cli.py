@@ -24,6 +24,22 @@ from rich.table import Table
 from . import __version__, _profile_cli
 from ._cache_cli import cache_app
 from ._memory_cli import memory_app
+from ._subcli import (
+    AdmissionOpt,
+    BaseUrlOpt,
+    DbOpt,
+    JsonOpt,
+    MaxParallelOpt,
+    ModelOpt,
+    NoCacheOpt,
+    PolicyOpt,
+    ProviderOpt,
+    ScaleOpt,
+    SeedOpt,
+    SetOpt,
+    WorkflowArg,
+    run_options,
+)
 from .errors import AgentFleetError, SpecError
 from .store import DEFAULT_DB
 
@@ -42,8 +58,6 @@ _state: dict[str, Any] = {"debug": False}
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
-DbOpt = Annotated[str, typer.Option("--db", help="Run database (SQLite).", envvar="AGENTFLEET_DB")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
 OtelOpt = Annotated[str | None, typer.Option(
     "--otel", help="Export an OpenTelemetry span per run and per task: console (stderr) or otlp "
                    "(needs the otel extra: pip install 'agentfleet\\[otel]').")]
@@ -231,19 +245,18 @@ def _execute_run(runner: Any, *, json_out: bool, quiet: bool, stream: bool, resu
 
 @app.command()
 def run(
-    workflow: Annotated[Path, typer.Argument(help="Workflow YAML file.")],
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a workflow var: key=value.")] = None,
-    provider: Annotated[str | None, typer.Option(help="Run every agent on this provider (sim, openai, "
-                                                      "anthropic, ollama, vllm, command, python).")] = None,
-    model: Annotated[str | None, typer.Option(help="Model for every agent (with --provider).")] = None,
-    base_url: Annotated[str | None, typer.Option(help="Endpoint for every agent, e.g. a local vLLM.")] = None,
-    max_parallel: Annotated[int | None, typer.Option(min=1, help="Global limit on running tasks.")] = None,
-    policy: Annotated[str | None, typer.Option(help="fail_fast or continue.")] = None,
-    admission: Annotated[str | None, typer.Option(help="critical_path or fifo.")] = None,
-    scale: Annotated[float | None, typer.Option(min=0.0001, help="Scale sim latencies (0.1 = 10x faster).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for the sim provider and retry jitter.")] = 0,
+    workflow: WorkflowArg,
+    set_: SetOpt = None,
+    provider: ProviderOpt = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    max_parallel: MaxParallelOpt = None,
+    policy: PolicyOpt = None,
+    admission: AdmissionOpt = None,
+    scale: ScaleOpt = None,
+    seed: SeedOpt = 0,
     stream: Annotated[bool, typer.Option("--stream", help="Print each task's result as it completes.")] = False,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")] = False,
+    no_cache: NoCacheOpt = False,
     metrics_port: Annotated[int | None, typer.Option(
         "--metrics-port", min=0, max=65535,
         help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics while the run lasts (0: any free port).")] = None,
@@ -260,13 +273,8 @@ def run(
     try:
         overrides = _parse_sets(set_)
         spec = load_workflow(workflow, overrides=overrides)
-        for name, value in (("policy", policy), ("admission", admission)):
-            allowed = {"policy": ("fail_fast", "continue"), "admission": ("critical_path", "fifo")}[name]
-            if value is not None and value not in allowed:
-                raise SpecError(f"--{name} must be one of {', '.join(allowed)}, got {value!r}")
-        options = {"provider": provider, "model": model, "base_url": base_url, "max_parallel": max_parallel,
-                   "policy": policy, "admission": admission, "scale": scale, "seed": seed,
-                   **({"no_cache": True} if no_cache else {})}
+        options = run_options(provider=provider, model=model, base_url=base_url, max_parallel=max_parallel,
+                              policy=policy, admission=admission, scale=scale, seed=seed, no_cache=no_cache)
         store = RunStore(db)
         runner = _runner_for(spec, store, options, spec_path=str(workflow), overrides=overrides)
         try:

@@ -208,11 +208,15 @@ class MetricsRegistry:
         if not isinstance(label, str):
             raise TypeError(f"a {kind} label must be a string, got {label!r}")
         with self._lock:
-            family = self._family(kind)
-            histogram = family.get(label)
-            if histogram is None:
-                histogram = family[label] = LatencyHistogram()
-            histogram.record_many(values)
+            self._histogram(kind, label).record_many(values)
+
+    def _histogram(self, kind: str, label: str) -> LatencyHistogram:
+        """The (kind, label) histogram, made on first use; call with the lock held."""
+        family = self._family(kind)
+        histogram = family.get(label)
+        if histogram is None:
+            histogram = family[label] = LatencyHistogram()
+        return histogram
 
     def observe(self, kind: str, label: str, seconds: float) -> None:
         """Record one duration in the (kind, label) histogram, e.g. ("agent", "developer", 1.25).
@@ -221,11 +225,7 @@ class MetricsRegistry:
         if not isinstance(label, str):
             raise TypeError(f"a {kind} label must be a string, got {label!r}")
         with self._lock:
-            family = self._family(kind)
-            histogram = family.get(label)
-            if histogram is None:
-                histogram = family[label] = LatencyHistogram()
-            histogram.record(seconds)
+            self._histogram(kind, label).record(seconds)
 
     def merge_histogram(self, kind: str, label: str, histogram: LatencyHistogram) -> None:
         """Add every value of ``histogram`` (e.g. a decoded one) to the (kind, label) histogram."""
