@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__, _profile_cli
+from ._bench_cli import bench_app
 from ._cache_cli import cache_app
 from ._memory_cli import memory_app
 from ._subcli import (
@@ -53,6 +54,7 @@ app = typer.Typer(
 )
 app.add_typer(memory_app, name="memory")
 app.add_typer(cache_app, name="cache")
+app.add_typer(bench_app, name="bench")
 
 _state: dict[str, Any] = {"debug": False}
 out = Console(highlight=False)
