@@ -1,12 +1,13 @@
 """The command line: ``python -m benchmarks [--suite engine|runtime|resilience|telemetry|all] [--quick] ...``.
 
-Four suites. ``engine`` (``_ours.py`` and the peers): every workload on bare asyncio,
+Five suites. ``engine`` (``_ours.py`` and the peers): every workload on bare asyncio,
 agentfleet and LangGraph first, then Ray (its daemons stay resident once started, so
 starting it last keeps them off the other engines' CPUs), then the optional profiles,
 then its table. ``runtime`` (``_runtime.py``): the product targets' figures (activation,
 cold spawn, memory, context, scaling, bus) and their table. ``resilience``
 (``_resilience.py``): goodput, cache, coalescing, hedging against a local fault server.
 ``telemetry`` (``_telemetry.py``): what metrics, events, resource sampling and spans cost.
+``loadgen`` (``_loadgen.py``): the load generator against Locust, and open vs closed loop on a stall.
 ``all`` (the default) runs them in that order; one JSON holds them all (each later suite's
 numbers under its name).
 """
@@ -23,7 +24,7 @@ from typing import Any
 
 from rich.console import Console
 
-from . import _floor, _langgraph, _ours, _ray, _resilience, _runtime, _telemetry
+from . import _floor, _langgraph, _loadgen, _ours, _ray, _resilience, _runtime, _telemetry
 from ._harness import Case, Sample, measure, profile_case, skipped
 from ._report import RESULTS_DIR, environment, installed, render, write_json
 from ._sizes import FULL, QUICK, Sizes
@@ -48,11 +49,13 @@ def _parser() -> argparse.ArgumentParser:
         description="agentfleet's benchmark suites: the engine vs bare asyncio, LangGraph and Ray; "
                     "the runtime's pool, memory, context, scaling and bus figures against their targets.",
     )
-    p.add_argument("--suite", choices=("engine", "runtime", "resilience", "telemetry", "all"), default="all",
+    p.add_argument("--suite", choices=("engine", "runtime", "resilience", "telemetry", "loadgen", "all"),
+                   default="all",
                    help="engine: workloads vs asyncio/LangGraph/Ray; runtime: activation, spawn, memory, context, "
                         "scaling, bus; resilience: goodput under 429s and 5xx, cache, coalescing, hedging "
                         "(against a local fault server); telemetry: what metrics, events, resource sampling "
-                        "and spans cost a 10,000-task run; all (default): every suite")
+                        "and spans cost a 10,000-task run; loadgen: the load generator's capacity next to "
+                        "Locust and the stall test (open vs closed loop); all (default): every suite")
     p.add_argument("--only", metavar="a,b",
                    help="run only these engine workloads (a, a_steps, b, c, c_sim, d, e)")
     p.add_argument("--quick", action="store_true", help="smaller sizes and 3 repeats: a smoke run")
@@ -101,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.suite == "all":
             console.print()
         extra["telemetry"] = _telemetry.run_telemetry_suite(console, log, quick=args.quick, env=env)
+    if args.suite in ("loadgen", "all"):
+        if args.suite == "all":
+            console.print()
+        extra["loadgen"] = _loadgen.run_loadgen_suite(console, log, quick=args.quick, env=env)
     extra["suite_wall_s"] = time.perf_counter() - started
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -14,12 +14,24 @@
                         bounded memory; ``summary()`` -> ``LoadSummary``, ``series()`` ->
                         ``WindowRow``s, ``histogram()`` -> the merged ``LatencyHistogram``
 
-Nothing here reads a clock or does I/O: the engine passes the times in.
+Those are pure: the engine passes the times in. Around them:
+    run_open_loop, run_closed_loop   the engine (``_engine``): sends at the intended times (latency
+                        from the intended start; late and dropped sends counted; a saturated
+                        generator says so) or keeps N virtual users busy
+    HttpClient          a keep-alive HTTP/1.1 client for load (``_http``; SSE/chunked streams give time
+                        to first token and inter-token gaps)
+    load_test_file, run_load_test, render_loadtest_html
+                        a load test file (target, scenario, mode, thresholds), running it, its report
 """
 
 from __future__ import annotations
 
+from ._engine import DROPPED, LoopStats, Result, call_target, generator_saturation, run_closed_loop, run_open_loop
+from ._http import HttpClient
+from ._plan import LoadTestSpec, StressLimits, TargetSpec, load_test_file, load_test_spec
 from ._recorder import LoadSummary, RecorderStatistics, WindowedRecorder, WindowRow
+from ._report import render_loadtest_html
+from ._run import LoadTestResult, run_load_test
 from ._schedule import (
     Arrival,
     EnduranceScenario,
@@ -49,18 +61,26 @@ from ._thresholds import (
 )
 
 __all__ = [
+    "DROPPED",
     "DURATION_UNITS",
     "METRICS",
     "Arrival",
     "EnduranceScenario",
+    "HttpClient",
     "LoadSummary",
+    "LoadTestResult",
+    "LoadTestSpec",
+    "LoopStats",
     "Phase",
     "RecorderStatistics",
+    "Result",
     "Scenario",
     "SpikeScenario",
     "SteadyScenario",
+    "StressLimits",
     "StressScenario",
     "SupportsExponential",
+    "TargetSpec",
     "Threshold",
     "Verdict",
     "VolumeScenario",
@@ -68,12 +88,20 @@ __all__ = [
     "WindowedRecorder",
     "aborting",
     "arrivals",
+    "call_target",
     "evaluate_thresholds",
     "expected_arrivals",
     "format_value",
+    "generator_saturation",
+    "load_test_file",
+    "load_test_spec",
     "parse_duration",
     "parse_threshold",
     "parse_thresholds",
     "phases",
+    "render_loadtest_html",
+    "run_closed_loop",
+    "run_load_test",
+    "run_open_loop",
     "scenario_from_dict",
 ]
