@@ -41,7 +41,7 @@ from typing import Self, cast
 
 __all__ = ["KINDS", "LocalServer", "spawn_server"]
 
-KINDS = ("trivial", "stall", "sse")
+KINDS = ("trivial", "stall", "sse", "capacity")
 BODY = b"Hello, world!"
 _OK = (b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n\r\n" % len(BODY)) + BODY
 _OK_CLOSE = (b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: %d\r\n\r\n"
@@ -64,6 +64,9 @@ class _Config:
         self.gap = gap
         self.first = gap if first is None else first
         self.origin = 0.0
+        #: capacity: one request served at a time, each taking ``service`` seconds (a FIFO queue)
+        self.service = 0.01
+        self.busy_until = 0.0
         self.requests = 0
         self.connections = 0
 
@@ -111,6 +114,10 @@ class _Handler(asyncio.Protocol):
         cfg = self.cfg
         if cfg.kind == "trivial":
             transport.write(_OK_CLOSE if close else _OK)
+        elif cfg.kind == "capacity":
+            now = self.loop.time()
+            cfg.busy_until = max(now, cfg.busy_until) + cfg.service
+            self.loop.call_at(cfg.busy_until, self.answer, close)
         elif cfg.kind == "stall":
             now = self.loop.time()
             phase = (now - cfg.origin) % cfg.stall_every
@@ -166,8 +173,9 @@ class LocalServer:
     """One of the ``KINDS`` in a background thread; ``start()`` or use it as a context manager."""
 
     def __init__(self, kind: str = "trivial", *, stall_every: float = 10.0, stall_for: float = 1.0,
-                 tokens: int = 10, gap: float = 0.02, first: float | None = None) -> None:
+                 tokens: int = 10, gap: float = 0.02, first: float | None = None, service: float = 0.01) -> None:
         self._cfg = _Config(kind, stall_every, stall_for, tokens, gap, first)
+        self._cfg.service = service
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None

@@ -27,7 +27,8 @@ import agentfleet
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "agentfleet.cli"]
-COMMANDS = ("run", "resume", "check", "runs", "show", "report", "trends", "profile", "demo", "init", "memory")
+COMMANDS = ("run", "resume", "check", "runs", "show", "report", "trends", "profile", "bench", "loadtest", "tune",
+            "demo", "init", "memory")
 
 
 def _env(**extra: str) -> dict[str, str]:

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__, _loadtest_cli, _profile_cli
+from . import __version__, _loadtest_cli, _profile_cli, _tune_cli
 from ._bench_cli import bench_app
 from ._cache_cli import cache_app
 from ._memory_cli import memory_app
@@ -754,6 +754,7 @@ def init(
 
 _profile_cli.register(app)  # agentfleet profile WORKFLOW: defined beside the runner helpers it reuses
 _loadtest_cli.register(app)  # agentfleet loadtest FILE
+_tune_cli.register(app)  # agentfleet tune WORKFLOW
 
 
 def main() -> None:

@@ -82,3 +82,46 @@ def test_an_unreachable_target_is_counted_as_errors(tmp_path: Path) -> None:
     data = json.loads(done.stdout)
     assert done.returncode == 1 and data["summary"]["errors"] == 20
     assert data["summary"]["errors_by_kind"] == {"connect": 20}
+
+
+def test_stress_finds_the_breaking_point_and_checks_recovery(tmp_path: Path) -> None:
+    # the server answers one request at a time in 10 ms: about 100 req/s, then its queue grows
+    with LocalServer("capacity", service=0.01) as server:
+        write(tmp_path, f"""
+target: {{url: "http://127.0.0.1:{server.port}/"}}
+scenario: {{kind: stress, start_rate: 40, step: "+40", step_duration: 2s, max_rate: 400}}
+stress: {{p99: 200ms, error_rate: 5%, recovery: 2s}}
+""")
+        done = cli(tmp_path, "loadtest", "lt.yaml", "--json")
+    no_traceback(done)
+    figures = json.loads(done.stdout)["figures"]
+    assert figures["breaking_point"] in (120.0, 160.0, 200.0), figures  # just past the ~100/s capacity
+    assert figures["recovered"] is True and figures["recovery_rate"] == 40.0
+
+
+def test_closed_loop_volume_and_streaming(tmp_path: Path) -> None:
+    with LocalServer("trivial") as server:
+        write(tmp_path, f"""
+target: {{url: "http://127.0.0.1:{server.port}/", method: POST, body: "{{}}"}}
+scenario: {{kind: volume, rate: 40, phase_duration: 1s, sizes: [100, 10000]}}
+""")
+        volume = json.loads(cli(tmp_path, "loadtest", "lt.yaml", "--json").stdout)
+        write(tmp_path, f"""
+target: {{url: "http://127.0.0.1:{server.port}/"}}
+scenario: {{kind: steady, rate: 1, duration: 1s}}
+mode: closed
+users: 4
+""")
+        closed = json.loads(cli(tmp_path, "loadtest", "lt.yaml", "--json").stdout)
+    assert [row["size"] for row in volume["figures"]["p99_by_size"]] == [100, 10000]
+    assert volume["summary"]["requests"] == 80 and volume["summary"]["errors"] == 0
+    assert closed["generator"][0]["mode"] == "closed" and closed["summary"]["requests"] > 100
+    with LocalServer("sse", tokens=5, gap=0.02, first=0.05) as server:
+        write(tmp_path, f"""
+target: {{url: "http://127.0.0.1:{server.port}/", stream: true}}
+scenario: {{kind: steady, rate: 20, duration: 1s}}
+thresholds: ["ttft_p95 < 500ms"]
+""")
+        sse = json.loads(cli(tmp_path, "loadtest", "lt.yaml", "--json").stdout)
+    assert sse["passed"] and 0.04 < sse["ttft"]["p50"] < 0.3
+    assert 0.01 < sse["itl"]["p50"] < 0.1

@@ -189,6 +189,51 @@ def _typed(value: Any, declared: Any) -> Any:
     return parsed
 
 
+def _overlay(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` laid over ``base``: mappings merged key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _overlay(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _apply_includes(data: dict[str, Any], lines: dict[Path_, int], file: str) -> None:
+    """``include: [overlay.yaml, ...]``: each file (a mapping, relative to this one) is laid over the
+    workflow in order, later files winning: how ``agentfleet tune`` hands back its settings without
+    editing yours. An included file cannot include others."""
+    includes = data.pop("include", None)
+    if includes is None:
+        return
+    line = lines.get(("include",))
+    if isinstance(includes, str):
+        includes = [includes]
+    if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
+        raise SpecError("include must be a file name or a list of them", file=file, line=line, field="include")
+    here = Path(file).parent if not file.startswith("<") else Path.cwd()
+    for name in includes:
+        path = Path(name) if Path(name).is_absolute() else here / name
+        try:
+            raw = path.read_bytes()[: MAX_FILE_BYTES + 1]
+        except OSError as exc:
+            raise SpecError(f"include {name!r}: {exc.strerror or exc}", file=file, line=line, field="include") from None
+        if len(raw) > MAX_FILE_BYTES:
+            raise SpecError(f"include {name!r} is too large", file=file, line=line, field="include")
+        try:
+            overlay, _ = _compose(raw.decode("utf-8"), str(path))
+        except UnicodeDecodeError:
+            raise SpecError(f"include {name!r} is not UTF-8 text", file=file, line=line, field="include") from None
+        if overlay is None:
+            continue
+        if not isinstance(overlay, dict):
+            raise SpecError("an included file must be a mapping (settings:, agents:, vars: ...)", file=str(path))
+        if "include" in overlay:
+            raise SpecError("an included file cannot include others", file=str(path), field="include")
+        data.update(_overlay(data, overlay))
+
+
 def parse_workflow(text: str | bytes, *, file: str = "<string>", overrides: dict[str, Any] | None = None
                    ) -> WorkflowSpec:
     """Parse and validate YAML text; ``overrides`` replace ``vars`` entries (``--set``)."""
@@ -215,6 +260,7 @@ def parse_workflow(text: str | bytes, *, file: str = "<string>", overrides: dict
                         line=1)
     for key in [k for k in data if isinstance(k, str) and k.startswith("x-")]:
         del data[key]  # extension keys (anchors to reuse, as in docker-compose files)
+    _apply_includes(data, lines, file)
     _resolve_extends(data, lines, file)
     if overrides:
         known = data.get("vars") or {}
