@@ -119,7 +119,8 @@ def loadtest(
     if json_out:
         s = result.summary
         console.print_json(json.dumps({
-            "name": spec.name, "passed": result.passed, "aborted": result.aborted, "saturation": result.saturation,
+            "name": spec.name, "passed": result.passed, "failure": result.failure, "aborted": result.aborted,
+            "saturation": result.saturation,
             "summary": dataclasses.asdict(s), "figures": result.figures,
             "ttft": dataclasses.asdict(result.ttft) if result.ttft is not None else None,
             "itl": {"p50": result.itl_p50, "p99": result.itl_p99},
@@ -131,8 +132,8 @@ def loadtest(
         console.print(_summary_table(result))
         for v in result.verdicts:
             console.print(f"[{'green' if v.passed else 'red'}]{escape(v.message)}[/]")
-        if result.aborted:
-            console.print(f"[bold red]{escape(result.aborted)}[/]")
+        if result.failure and (result.aborted or result.summary.ok == 0):
+            console.print(f"[bold red]{escape(result.failure)}[/]")
         if result.saturation:
             console.print(f"[yellow]{escape(result.saturation)}[/]")
         if html is not None:

@@ -121,8 +121,17 @@ def load_test_spec(data: Any, *, file: str | None = None, base: str = "") -> Loa
         raise SpecError("give exactly one of url: (an HTTP endpoint) or workflow: (a YAML file)", file=file,
                         field="target")
     url = raw_target.get("url")
-    if url is not None and not str(url).startswith(("http://", "https://")):
-        raise SpecError(f"url must be http:// or https://, got {url!r}", file=file, field="target.url")
+    if url is not None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(str(url))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SpecError(f"url must be http:// or https:// with a host, got {url!r}", file=file,
+                            field="target.url")
+    connections = raw_target.get("max_connections", 1000)
+    if not isinstance(connections, int) or isinstance(connections, bool) or not 1 <= connections <= 100_000:
+        raise SpecError(f"max_connections must be an integer from 1 to 100000, got {connections!r}", file=file,
+                        field="target.max_connections")
     headers = raw_target.get("headers") or {}
     if not isinstance(headers, dict):
         raise SpecError("headers must be a mapping", file=file, field="target.headers")
@@ -130,7 +139,7 @@ def load_test_spec(data: Any, *, file: str | None = None, base: str = "") -> Loa
     target = TargetSpec(url=url, workflow=raw_target.get("workflow"), method=str(raw_target.get("method", "GET")),
                         headers={str(k): str(v) for k, v in headers.items()},
                         body=None if body is None else str(body), stream=bool(raw_target.get("stream", False)),
-                        max_connections=int(raw_target.get("max_connections", 1000)))
+                        max_connections=connections)
     raw_scenario = data.get("scenario")
     if not isinstance(raw_scenario, dict):
         raise SpecError("scenario: is required, e.g. {kind: steady, rate: 50, duration: 30s}", file=file,
@@ -145,6 +154,9 @@ def load_test_spec(data: Any, *, file: str | None = None, base: str = "") -> Loa
     users = data.get("users")
     if mode == "closed" and (not isinstance(users, int) or users < 1):
         raise SpecError("a closed loop needs users: N (virtual users, >= 1)", file=file, field="users")
+    if mode == "closed" and raw_scenario.get("kind") not in ("steady", "endurance"):
+        raise SpecError(f"a closed loop has no rate to shape: use kind steady or endurance (its duration), not "
+                        f"{raw_scenario.get('kind')!r}", file=file, field="mode")
     raw_stress = data.get("stress") or {}
     if not isinstance(raw_stress, dict):
         raise SpecError("stress must be a mapping {p99, error_rate, recovery}", file=file, field="stress")

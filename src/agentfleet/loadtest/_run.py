@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -50,7 +51,18 @@ class LoadTestResult:
 
     @property
     def passed(self) -> bool:
-        return all(v.passed for v in self.verdicts) and self.aborted is None
+        """Every threshold passed, nothing aborted, and at least one request succeeded (a target that
+        answered nothing has not passed a load test, thresholds or not)."""
+        return all(v.passed for v in self.verdicts) and self.aborted is None and self.summary.ok > 0
+
+    @property
+    def failure(self) -> str | None:
+        if self.aborted:
+            return self.aborted
+        if self.summary.ok == 0:
+            return "no request succeeded" + (f" ({self.summary.requests} failed)" if self.summary.requests else "")
+        failed = [v for v in self.verdicts if not v.passed]
+        return failed[0].message if failed else None
 
     @property
     def saturation(self) -> str | None:
@@ -119,11 +131,15 @@ async def run_load_test(spec: LoadTestSpec, *, on_window: Callable[[WindowRow, L
     """Run ``spec`` to the end (or until an aborting threshold fails) and judge it."""
     loop = asyncio.get_running_loop()
     recorder = WindowedRecorder(window_s=1.0)
+    # stress steps are judged by the step a request was *meant* for, not when it finished
+    by_intent = WindowedRecorder(window_s=1.0, window_by="intended", keep_windows=30) \
+        if isinstance(spec.scenario, StressScenario) else None
     ttft = WindowedRecorder(window_s=1.0) if spec.target.stream else None
     gaps: list[float] = []
     stop: dict[str, str | None] = {"why": None}
     state: dict[str, Any] = {"offset": 0.0}
     stress_hit: dict[str, Any] = {}
+    per_phase: dict[int, WindowedRecorder] = {}
     plan = phases(spec.scenario)
 
     def on_result(t: float, result: Result) -> None:
@@ -132,33 +148,44 @@ async def run_load_test(spec: LoadTestSpec, *, on_window: Callable[[WindowRow, L
             recorder.note_dropped()
             return
         recorder.record(t, result.latency, result.ok, result.error_kind)
+        if by_intent is not None:
+            by_intent.record(t, result.latency, result.ok, result.error_kind)
         if ttft is not None and result.ok and result.ttfb is not None:
             ttft.record(t, result.ttfb, True)
         if result.itl:
             gaps.extend(result.itl)
 
     async def watch() -> None:
-        seen = 0
+        shown = judged = -1.0  # start of the last window shown / judged
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.25)
             rows = recorder.series()
-            fresh = rows[seen:]
-            seen = len(rows)
-            for row in fresh:
-                if on_window is not None:
-                    on_window(row, None)
-                if isinstance(spec.scenario, StressScenario) and not stress_hit and row.count:
-                    error_rate = row.errors / row.count if row.count else 0.0
+            # the newest window is still filling: only whole windows are shown and judged
+            for row in rows[:-1]:
+                if row.t > shown:
+                    shown = row.t
+                    if on_window is not None:
+                        on_window(row, None)
+            if by_intent is not None and not stress_hit:
+                # a window of intended starts is whole once its requests had the limit's time to answer
+                horizon = loop.time() - started - spec.stress.p99 - 1.0
+                for row in by_intent.series():
+                    if row.t <= judged or row.t + 1.0 > horizon or not row.count:
+                        continue
+                    judged = row.t
+                    error_rate = row.errors / row.count
                     if (row.p99 or 0.0) > spec.stress.p99 or error_rate > spec.stress.error_rate:
                         stress_hit.update(t=row.t, p99=row.p99, error_rate=error_rate)
                         stop["why"] = "stress limit crossed"
-            if any(t.abort for t in spec.thresholds):
+                        break
+            if any(t.abort for t in spec.thresholds) and rows[:-1]:
                 failing = aborting(evaluate_thresholds(spec.thresholds, recorder.summary().metrics()))
                 if failing:
                     stop["why"] = f"aborted: {failing[0].message}"
 
     target = _Target(spec)
     await target.open()
+    started = loop.time()
     watcher = loop.create_task(watch())
     rss_start = _rss_mb()
     loops: list[LoopStats] = []
@@ -176,9 +203,17 @@ async def run_load_test(spec: LoadTestSpec, *, on_window: Callable[[WindowRow, L
             for phase in plan:
                 if should_stop():
                     break
-                state["offset"] = phase.start
+                # each size is its own sub-run, started when the previous one drained
+                state["offset"] = max(phase.start, loop.time() - started)
+                own = per_phase[phase.index] = WindowedRecorder(window_s=1.0)
                 times = (a.t - phase.start for a in arrivals(spec.scenario) if a.phase == phase.index)
-                loops.append(await run_open_loop(times, target.sender(phase.size), on_result=on_result,
+
+                def both(t: float, result: Result, own: WindowedRecorder = own) -> None:
+                    on_result(t, result)
+                    if result.error_kind != DROPPED:
+                        own.record(t, result.latency, result.ok, result.error_kind)
+
+                loops.append(await run_open_loop(times, target.sender(phase.size), on_result=both,
                                                  max_outstanding=spec.max_outstanding, should_stop=should_stop))
         else:
             loops.append(await run_open_loop((a.t for a in arrivals(spec.scenario)), target.sender(),
@@ -193,9 +228,21 @@ async def run_load_test(spec: LoadTestSpec, *, on_window: Callable[[WindowRow, L
         await asyncio.gather(watcher, return_exceptions=True)
         await target.close()
     recorder.flush()
-    summary = recorder.summary()
+    # the engine knows how late each send was: the summary and thresholds (late, max_lag) take it
+    summary = dataclasses.replace(recorder.summary(), late=sum(s.late for s in loops),
+                                  max_lag=max((s.lateness_max for s in loops), default=None))
     series = recorder.series()
     figures.update(_scenario_figures(spec, plan, series, rss_start))
+    if per_phase:
+        sizes = []
+        for phase in plan:
+            mine = per_phase.get(phase.index)
+            if mine is not None:
+                mine.flush()
+                phase_summary = mine.summary()
+                sizes.append({"size": phase.size, "requests": phase_summary.requests, "p50": phase_summary.p50,
+                              "p99": phase_summary.p99, "errors": phase_summary.errors})
+        figures["p99_by_size"] = sizes
     metrics = summary.metrics()
     ttft_summary = None
     if ttft is not None:
@@ -267,10 +314,4 @@ def _scenario_figures(spec: LoadTestSpec, plan: list[Phase], series: list[Window
         out["latency_drift"] = last / first if first > 0 else None
         out["rss_start_mb"] = round(rss_start, 1)
         out["rss_end_mb"] = round(_rss_mb(), 1)
-    if isinstance(scenario, VolumeScenario):
-        by_size = []
-        for phase in plan:
-            inside = [r.p99 for r in rows if phase.start <= r.t < phase.end and r.p99 is not None]
-            by_size.append({"size": phase.size, "p99": max(inside) if inside else None})
-        out["p99_by_size"] = by_size
     return out
