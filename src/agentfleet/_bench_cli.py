@@ -26,7 +26,7 @@ bench_app = typer.Typer(
 
 SuiteArg = Annotated[Path, typer.Argument(help="Suite YAML file (benchmarks: workflows or module:function).")]
 ThresholdOpt = Annotated[float, typer.Option(
-    "--threshold", min=0.0, max=1.0, help="Practical threshold: a change smaller than this share (0.05 = 5%) is "
+    "--threshold", min=0.0, max=0.99, help="Practical threshold: a change smaller than this share (0.05 = 5%) is "
                                           "never called a regression, however significant.")]
 
 
@@ -82,7 +82,10 @@ def _compare(baseline: Any, current: dict[str, Any], *, threshold: float, seed: 
 
     pairs = {name: (baseline.results[name].samples, result.samples) for name, result in current.items()
              if name in baseline.results}
-    return compare_many(pairs, threshold=threshold, rng=np.random.default_rng(seed)) if pairs else {}
+    try:
+        return compare_many(pairs, threshold=threshold, rng=np.random.default_rng(seed)) if pairs else {}
+    except ValueError as exc:  # too few samples to compare, a zero median: the suite's settings
+        raise SpecError(f"cannot compare with the baseline: {exc} (raise runs: or processes:)") from None
 
 
 def _table(title: str, results: dict[str, Any], comparisons: dict[str, Any]) -> Table:
@@ -204,7 +207,14 @@ def _variant(text: str, where: str) -> dict[str, Any]:
         key, sep, value = part.partition("=")
         if not sep:
             raise SpecError(f"{where}: {part!r} is not key=value (max_parallel=8, scale=0.1, var.NAME=VALUE)")
-        parsed = yaml.safe_load(value)
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise SpecError(f"{where}: {value!r} is not a value") from None
+        if key == "max_parallel" and not (isinstance(parsed, int) and not isinstance(parsed, bool) and parsed >= 1):
+            raise SpecError(f"{where}: max_parallel must be an integer >= 1, got {value!r}")
+        if key == "scale" and not (isinstance(parsed, (int, float)) and not isinstance(parsed, bool) and parsed > 0):
+            raise SpecError(f"{where}: scale must be a number > 0, got {value!r}")
         if key.startswith("var."):
             fields["set"][key[4:]] = parsed
         elif key in ("max_parallel", "scale"):
@@ -243,6 +253,13 @@ def ab(
         path = str(workflow.resolve())
         spec_a = BenchSpec(name="A", workflow=path, **_variant(a, "--a"))
         spec_b = BenchSpec(name="B", workflow=path, **_variant(b, "--b"))
+        from .spec import load_workflow
+
+        for side, bench in (("--a", spec_a), ("--b", spec_b)):  # a bad var is an error here, not in a worker
+            try:
+                load_workflow(path, overrides=bench.set)
+            except SpecError as exc:
+                raise SpecError(f"{side}: {exc.message}", file=exc.file) from None
         suite = SuiteSpec(name="ab", settings=settings, benchmarks=[spec_a, spec_b])
         with _progress() as bar:
             task = bar.add_task("A/B", total=rounds)

@@ -46,6 +46,25 @@ def _evaluate(spec: Any, candidate: Any, *, scale: float | None, runs: int) -> A
     return median_measured(measured)
 
 
+def _without_include(workflow: Path, overlay_file: Path, overrides: dict[str, Any]) -> Any:
+    """The workflow as ``load_workflow`` reads it, but without ``overlay_file`` among its includes."""
+    import yaml
+
+    from .spec import load_workflow, parse_workflow
+
+    spec = load_workflow(workflow, overrides=overrides)
+    data = yaml.safe_load(workflow.read_text(encoding="utf-8"))
+    includes = data.get("include") if isinstance(data, dict) else None
+    if includes is None:
+        return spec
+    names = [includes] if isinstance(includes, str) else list(includes)
+    kept = [n for n in names if (workflow.parent / n).resolve() != overlay_file.resolve()]
+    if len(kept) == len(names):
+        return spec
+    data["include"] = kept
+    return parse_workflow(yaml.safe_dump(data, sort_keys=False), file=str(workflow), overrides=overrides)
+
+
 def _weights(text: str | None) -> dict[str, float] | None:
     if text is None:
         return None
@@ -88,21 +107,23 @@ def tune(
     from .bench._tune import Candidate, Space, ladder, overlay
     from .bench._tune import tune as search
     from .cli import _parse_sets
-    from .spec import load_workflow
 
     try:
         overrides = _parse_sets(set_)
-        spec = load_workflow(workflow, overrides=overrides)
+        target = output or workflow.with_name(workflow.stem + ".tuned.yaml")
+        # the starting point is the workflow without the overlay tune writes (a rerun replaces it,
+        # it does not diff against itself); other includes stay
+        spec = _without_include(workflow, target, overrides)
         if objective not in ("makespan", "p95", "cost", "mix"):
             raise SpecError(f"--objective must be makespan, p95, cost or mix, got {objective!r}")
-        caps = {name: agent.max_concurrency for name, agent in spec.agents.items()
-                if agent.max_concurrency is not None or all_agents}
         start = Candidate(max_parallel=spec.settings.max_parallel,
-                          caps=tuple(sorted((n, c or spec.settings.max_parallel) for n, c in caps.items())),
+                          caps=tuple(sorted((n, a.max_concurrency) for n, a in spec.agents.items()
+                                            if a.max_concurrency is not None)),
                           hedge=tuple(sorted(n for n, a in spec.agents.items() if a.hedge is not None)))
         ceiling = max_parallel_limit or 100_000
+        tuned = [n for n, a in spec.agents.items() if a.max_concurrency is not None or all_agents]
         space = Space(max_parallel=ladder(start.max_parallel, ceiling=ceiling),
-                      caps={n: ladder(c or start.max_parallel) for n, c in start.caps},
+                      caps={n: ladder(start.cap(n) or start.max_parallel) for n in tuned},
                       hedgeable=tuple(sorted(n for n, a in spec.agents.items()
                                              if a.provider.strip().lower() in _HTTP)))
         console = out()
@@ -117,7 +138,6 @@ def tune(
                         weights=_weights(weights), budget=budget, max_parallel_limit=max_parallel_limit,
                         max_cost=max_cost, progress=progress)
         changes = overlay(result.start.candidate, result.best.candidate)
-        target = output or workflow.with_name(workflow.stem + ".tuned.yaml")
         header = (f"# agentfleet tune {workflow.name}: objective {objective}, {len(result.trials)} configurations, "
                   f"{runs} run(s) each\n# {result.start.candidate.describe()} -> {result.best.candidate.describe()}\n"
                   f"# use it: add `include: [{target.name}]` to {workflow.name}\n")

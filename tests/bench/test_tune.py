@@ -9,7 +9,7 @@ import pytest
 
 from agentfleet.bench._tune import Candidate, Measured, Space, ladder, overlay, score, tune
 from agentfleet.errors import SpecError
-from agentfleet.spec import load_workflow
+from agentfleet.spec import load_workflow, parse_workflow
 
 from ..test_cli import cli, no_traceback
 
@@ -63,11 +63,15 @@ def test_include_lays_overlays_over_the_workflow(tmp_path: Path) -> None:
     spec = load_workflow(tmp_path / "wf.yaml")
     assert spec.settings.max_parallel == 32 and spec.agents["a"].max_concurrency == 8
     assert spec.agents["a"].provider == "sim"
+    # a stored run keeps the workflow with its overlays laid in: resume does not need the files
+    again = parse_workflow(spec._source or "", file=str(tmp_path / "elsewhere.yaml"))
+    assert again.settings.max_parallel == 32
+    assert not any(line.startswith("include") for line in (spec._source or "").splitlines())
     (tmp_path / "over.yaml").write_text("include: [x.yaml]\n")
     with pytest.raises(SpecError, match="cannot include others"):
         load_workflow(tmp_path / "wf.yaml")
     (tmp_path / "over.yaml").unlink()
-    with pytest.raises(SpecError, match=r"include 'over\.yaml'"):
+    with pytest.raises(SpecError, match=r"cannot read 'over\.yaml'"):
         load_workflow(tmp_path / "wf.yaml")
 
 
@@ -92,3 +96,32 @@ tasks:
     (tmp_path / "wf.yaml").write_text((tmp_path / "wf.yaml").read_text().replace(
         "name: squeezed", "name: squeezed\ninclude: [wf.tuned.yaml]"))
     assert load_workflow(tmp_path / "wf.yaml").agents["dev"].max_concurrency == data["best"]["caps"]["dev"]
+
+
+def test_a_second_tune_replaces_its_overlay_instead_of_diffing_against_it(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text("""
+name: squeezed
+include: [wf.tuned.yaml]
+settings: {max_parallel: 8}
+agents:
+  dev: {provider: sim, max_concurrency: 1, options: {latency: {fixed: 0.2}}}
+tasks:
+  - {id: build, agent: dev, prompt: "part {{ item }}", map: {over: [1, 2, 3, 4, 5, 6]}}
+""")
+    (tmp_path / "wf.tuned.yaml").write_text("agents: {dev: {max_concurrency: 4}}\n")
+    done = cli(tmp_path, "tune", "wf.yaml", "--scale", "0.1", "--budget", "6", "--runs", "1", "--json",
+               timeout=180)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["start"]["caps"]["dev"] == 1  # the workflow without the overlay tune writes
+    assert data["overlay"]["agents"]["dev"]["max_concurrency"] > 1
+    assert load_workflow(tmp_path / "wf.yaml").agents["dev"].max_concurrency == data["best"]["caps"]["dev"]
+
+
+def test_limits_that_bind_together_move_together() -> None:
+    def both(c: Candidate) -> Measured:  # only more slots AND a wider cap help
+        return Measured(makespan=16 / min(c.max_parallel, c.cap("dev") or 1), p95=1.0, cost=None)
+
+    start = Candidate(max_parallel=2, caps=(("dev", 2),))
+    result = tune(both, start, Space(max_parallel=ladder(2), caps={"dev": ladder(2)}), budget=20)
+    assert result.best.measured.makespan < 8.0

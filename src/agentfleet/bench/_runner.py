@@ -29,7 +29,11 @@ __all__ = ["BenchError", "BenchResult", "environment", "run_ab", "run_benchmark"
 
 
 class BenchError(AgentFleetError):
-    """A benchmark could not be sampled (its worker failed): names the benchmark and why."""
+    """A benchmark could not be sampled (its worker failed): names the benchmark and why. Exit code 2
+    when the suite names something that is not there (a module, a function, a workflow var)."""
+
+
+_USER_ERRORS = ("ModuleNotFoundError", "ImportError", "AttributeError", "SpecError", "TypeError: ")
 
 
 @dataclass
@@ -75,7 +79,10 @@ def _work(job: dict[str, Any], name: str, timeout: float | None) -> dict[str, An
         out = {}
     if "error" in out or done.returncode != 0 or "samples" not in out:
         reason = out.get("error") or (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise BenchError(f"benchmark {name!r} failed: {reason}")
+        problem = BenchError(f"benchmark {name!r} failed: {reason}")
+        if reason.startswith(_USER_ERRORS):
+            problem.exit_code = 2  # the suite names something that is not there: not a regression (exit 1)
+        raise problem
     return out
 
 

@@ -7,7 +7,8 @@ objective under their limits.
 # agent (for HTTP providers, where a second request can win). The search is coordinate descent
 # (pure: it takes the evaluation as a function, so tests drive it with a formula): from the
 # workflow as written, try one rung up and one down on one dimension's ladder with the others
-# held, keep the better, go on to the next dimension, and repeat rounds (from the new values) until
+# held (and one rung up on the slots and every cap together, for limits that bind together), keep
+# the better, go on to the next dimension, and repeat rounds (from the new values) until
 # a round improves nothing or the trial budget is spent. A change must beat the best by 2% to
 # count. Each evaluation is the median of ``runs`` short runs. The score is the
 # objective's figure (lower is better): makespan, p95 task latency, cost, or a weighted sum of the
@@ -182,6 +183,9 @@ def tune(evaluate: Callable[[Candidate], Measured], start: Candidate, space: Spa
                                                        for v in _steps(vs, c.cap(a) or vs[0])])
         for agent in space.hedgeable:
             dims.append(lambda c, a=agent: [c.with_hedge(a, a not in c.hedge)])  # type: ignore[misc]
+        if space.caps:
+            # limits that bind together (slots and an agent's cap) only move together
+            dims.append(lambda c: _together(c, space))
         for neighbours in dims:
             for candidate in neighbours(best.candidate):
                 t = trial(candidate)
@@ -190,6 +194,19 @@ def tune(evaluate: Callable[[Candidate], Measured], start: Candidate, space: Spa
                     best = t
                     improved = True
     return TuneResult(start=begin, best=best, trials=trials, objective=objective)
+
+
+def _together(c: Candidate, space: Space) -> list[Candidate]:
+    """One rung up on max_parallel and on every tuned agent's cap at once."""
+    up = _steps(space.max_parallel, c.max_parallel)[:1]
+    if not up or up[0] <= c.max_parallel:
+        return []
+    moved = replace(c, max_parallel=up[0])
+    for agent, values in space.caps.items():
+        higher = [v for v in values if v > (c.cap(agent) or c.max_parallel)]
+        if higher:
+            moved = moved.with_cap(agent, higher[0])
+    return [moved]
 
 
 def _steps(ladder_values: Sequence[int], current: int) -> list[int]:

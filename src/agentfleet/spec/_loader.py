@@ -200,13 +200,13 @@ def _overlay(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _apply_includes(data: dict[str, Any], lines: dict[Path_, int], file: str) -> None:
+def _apply_includes(data: dict[str, Any], lines: dict[Path_, int], file: str) -> bool:
     """``include: [overlay.yaml, ...]``: each file (a mapping, relative to this one) is laid over the
     workflow in order, later files winning: how ``agentfleet tune`` hands back its settings without
     editing yours. An included file cannot include others."""
     includes = data.pop("include", None)
     if includes is None:
-        return
+        return False
     line = lines.get(("include",))
     if isinstance(includes, str):
         includes = [includes]
@@ -218,7 +218,8 @@ def _apply_includes(data: dict[str, Any], lines: dict[Path_, int], file: str) ->
         try:
             raw = path.read_bytes()[: MAX_FILE_BYTES + 1]
         except OSError as exc:
-            raise SpecError(f"include {name!r}: {exc.strerror or exc}", file=file, line=line, field="include") from None
+            raise SpecError(f"cannot read {name!r}: {exc.strerror or exc}", file=file, line=line,
+                            field="include") from None
         if len(raw) > MAX_FILE_BYTES:
             raise SpecError(f"include {name!r} is too large", file=file, line=line, field="include")
         try:
@@ -231,7 +232,10 @@ def _apply_includes(data: dict[str, Any], lines: dict[Path_, int], file: str) ->
             raise SpecError("an included file must be a mapping (settings:, agents:, vars: ...)", file=str(path))
         if "include" in overlay:
             raise SpecError("an included file cannot include others", file=str(path), field="include")
+        for key in [k for k in overlay if isinstance(k, str) and k.startswith("x-")]:
+            del overlay[key]
         data.update(_overlay(data, overlay))
+    return True
 
 
 def parse_workflow(text: str | bytes, *, file: str = "<string>", overrides: dict[str, Any] | None = None
@@ -260,7 +264,11 @@ def parse_workflow(text: str | bytes, *, file: str = "<string>", overrides: dict
                         line=1)
     for key in [k for k in data if isinstance(k, str) and k.startswith("x-")]:
         del data[key]  # extension keys (anchors to reuse, as in docker-compose files)
-    _apply_includes(data, lines, file)
+    included = _apply_includes(data, lines, file)
+    if included:
+        # what a stored run keeps (resume, report): the workflow with its overlays laid in, so it
+        # does not depend on files that may move or change later
+        text = "# with its include: files laid in\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     _resolve_extends(data, lines, file)
     if overrides:
         known = data.get("vars") or {}
