@@ -24,7 +24,8 @@ bench_app = typer.Typer(
          "compared with a statistical test and a practical threshold; A/B of two configurations.",
     no_args_is_help=True, rich_markup_mode="rich")
 
-SuiteArg = Annotated[Path, typer.Argument(help="Suite YAML file (benchmarks: workflows or module:function).")]
+SuiteArg = Annotated[str, typer.Argument(help="Suite YAML file, or module:attribute for a suite defined in Python "
+                                              "(benchmarks: workflows or module:function).")]
 ThresholdOpt = Annotated[float, typer.Option(
     "--threshold", min=0.0, max=0.99, help="Practical threshold: a change smaller than this share (0.05 = 5%) is "
                                           "never called a regression, however significant.")]

@@ -107,3 +107,18 @@ def test_ab_interleaves_two_configurations_and_reports_the_ratio(tmp_path: Path)
         bad = cli(tmp_path, "bench", "ab", "flow.yaml", "--a", a, "--b", "scale=1")
         no_traceback(bad)
         assert bad.returncode == 2, (a, bad.stderr)
+
+
+def test_a_suite_defined_in_python(tmp_path: Path) -> None:
+    setup(tmp_path)
+    (tmp_path / "mysuite.py").write_text(
+        "def suite():\n"
+        "    return {'name': 'py', 'settings': {'processes': 1, 'runs': 3, 'min_time': 0.002},\n"
+        "            'benchmarks': [{'name': 'steady', 'callable': 'benchmod:steady'}]}\n")
+    done = cli(tmp_path, "bench", "run", "mysuite:suite", "--db", "b.db", "--json", timeout=120)
+    no_traceback(done)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["suite"] == "py" and len(data["results"]["steady"]["samples"]) == 3
+    done = cli(tmp_path, "bench", "run", "mysuite:nothing", "--db", "b.db")
+    assert done.returncode == 2 and "cannot load the suite" in one_line(done.stderr)

@@ -140,3 +140,19 @@ thresholds: ["ttft_p95 < 500ms"]
         sse = json.loads(cli(tmp_path, "loadtest", "lt.yaml", "--json").stdout)
     assert sse["passed"] and 0.04 < sse["ttft"]["p50"] < 0.3
     assert 0.01 < sse["itl"]["p50"] < 0.1
+
+
+def test_shed_arrivals_count_as_errors(tmp_path: Path) -> None:
+    # one request in flight at most against a server frozen for most of each second: arrivals are dropped
+    with LocalServer("stall", stall_every=1.0, stall_for=0.8) as server:
+        write(tmp_path, f"""
+target: {{url: "http://127.0.0.1:{server.port}/"}}
+scenario: {{kind: steady, rate: 50, duration: 2s}}
+max_outstanding: 1
+thresholds: ["error_rate < 10%"]
+""")
+        done = cli(tmp_path, "loadtest", "lt.yaml", "--json")
+    data = json.loads(done.stdout)
+    summary = data["summary"]
+    assert summary["dropped"] > 10 and summary["errors_by_kind"]["dropped"] == summary["dropped"]
+    assert done.returncode == 1 and summary["error_rate"] > 0.1

@@ -93,11 +93,40 @@ class SuiteSpec(_Model):
         return str(path if path.is_absolute() or not self.base else Path(self.base) / path)
 
 
+def _python_suite(target: str) -> SuiteSpec:
+    """``module:attribute``: a SuiteSpec, a mapping, or a function returning either (suites in Python)."""
+    import importlib
+
+    module, _, name = target.partition(":")
+    try:
+        obj: Any = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise SpecError(f"cannot load the suite {target!r}: {type(exc).__name__}: {exc}") from None
+    if callable(obj) and not isinstance(obj, SuiteSpec):
+        obj = obj()
+    if isinstance(obj, SuiteSpec):
+        return obj
+    if not isinstance(obj, dict):
+        raise SpecError(f"{target} is not a suite (a SuiteSpec, a mapping or a function returning one)")
+    try:
+        return SuiteSpec.model_validate({"base": os.getcwd(), **obj})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise SpecError(first["msg"], file=target, field=".".join(str(p) for p in first["loc"]) or None) from None
+
+
 def load_suite(path: str | os.PathLike[str]) -> SuiteSpec:
-    """A suite from a YAML file; a SpecError naming the file and the field when it is not one."""
+    """A suite from a YAML file, or from Python as ``module:attribute`` (a ``SuiteSpec``, a mapping or a
+    function returning one); a SpecError naming the file and the field when it is not one."""
     import yaml
 
     file = str(path)
+    if not file.endswith((".yaml", ".yml")) and ":" in file and not Path(file).exists():
+        import sys
+
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())  # a suite module beside you, as its callables are found
+        return _python_suite(file)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:

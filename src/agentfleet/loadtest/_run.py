@@ -145,7 +145,13 @@ async def run_load_test(spec: LoadTestSpec, *, on_window: Callable[[WindowRow, L
     def on_result(t: float, result: Result) -> None:
         t += state["offset"]
         if result.error_kind == DROPPED:
+            # a request the schedule wanted and the generator could not send (max_outstanding in
+            # flight) is a failure of the system under test to keep up: counted as an error too, so
+            # error_rate cannot look healthy while arrivals are being shed
             recorder.note_dropped()
+            recorder.record(t, 0.0, False, DROPPED)
+            if by_intent is not None:
+                by_intent.record(t, 0.0, False, DROPPED)
             return
         recorder.record(t, result.latency, result.ok, result.error_kind)
         if by_intent is not None:
@@ -165,7 +171,10 @@ async def run_load_test(spec: LoadTestSpec, *, on_window: Callable[[WindowRow, L
                 if row.t > shown:
                     shown = row.t
                     if on_window is not None:
-                        on_window(row, None)
+                        try:
+                            on_window(row, None)
+                        except Exception:  # noqa: BLE001 - a display that fails must not stop the watching
+                            pass
             if by_intent is not None and not stress_hit:
                 # a window of intended starts is whole once its requests had the limit's time to answer
                 horizon = loop.time() - started - spec.stress.p99 - 1.0
