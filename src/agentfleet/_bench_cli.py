@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import statistics
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ._subcli import DbOpt, JsonOpt, fail, out
+from ._subcli import DbOpt, JsonOpt, fail, out, seconds
 from .errors import AgentFleetError, SpecError
 from .store import DEFAULT_DB
 
@@ -46,18 +45,6 @@ def _write_html(ctx: typer.Context, path: Path, title: str, sides: dict[str, Any
         problem = AgentFleetError(f"cannot write the chart to {path}: {exc.strerror or exc}")
         problem.exit_code = 2
         fail(ctx, problem)
-
-
-def _dur(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "n/a"
-    if seconds < 1e-6:
-        return f"{seconds * 1e9:.1f} ns"
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.2f} µs"
-    if seconds < 1.0:
-        return f"{seconds * 1e3:.2f} ms"
-    return f"{seconds:.3f} s"
 
 
 def _spread(samples: list[float]) -> str:
@@ -100,7 +87,7 @@ def _table(title: str, results: dict[str, Any], comparisons: dict[str, Any]) -> 
         table.add_column("95% CI", justify="right")
         table.add_column("verdict")
     for name, result in results.items():
-        row = [escape(name), _dur(statistics.median(result.samples)), _spread(result.samples),
+        row = [escape(name), seconds(statistics.median(result.samples)), _spread(result.samples),
                f"{len(result.samples)} ({result.processes}p x{result.loops})"]
         c = comparisons.get(name)
         if comparisons:
@@ -280,8 +267,8 @@ def ab(
     table = Table(title=f"A/B · {workflow.name} · {rounds} rounds ABAB", title_justify="left")
     for col in ("", "configuration", "median", "spread", "samples"):
         table.add_column(col, justify="right" if col in ("median", "spread", "samples") else "left")
-    table.add_row("A", escape(a), _dur(statistics.median(ra.samples)), _spread(ra.samples), str(len(ra.samples)))
-    table.add_row("B", escape(b), _dur(statistics.median(rb.samples)), _spread(rb.samples), str(len(rb.samples)))
+    table.add_row("A", escape(a), seconds(statistics.median(ra.samples)), _spread(ra.samples), str(len(ra.samples)))
+    table.add_row("B", escape(b), seconds(statistics.median(rb.samples)), _spread(rb.samples), str(len(rb.samples)))
     console.print(table)
     colour = {"slower": "red", "faster": "green"}.get(c.verdict, "dim")
     console.print(f"B/A = [bold]{c.ratio:.3f}x[/] (95% CI {c.ci_low:.3f}-{c.ci_high:.3f}) → "

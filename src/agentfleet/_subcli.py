@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from .errors import AgentFleetError
 
-__all__ = ["duration", "fail", "out", "run_options"]
+__all__ = ["duration", "fail", "out", "run_options", "seconds"]
 
 # The options of a command that runs a workflow file.
 WorkflowArg = Annotated[Path, typer.Argument(help="Workflow YAML file.")]
@@ -67,3 +67,18 @@ def duration(seconds: float) -> str:
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"
     return f"{int(seconds)}s"
+
+
+def seconds(value: float) -> str:
+    """A timing with the unit that suits it: 12.3 ns, 4.56 µs, 7.89 ms, 1.234 s ("n/a" when not finite)."""
+    import math
+
+    if not math.isfinite(value):
+        return "n/a"
+    if value < 1e-6:
+        return f"{value * 1e9:.1f} ns"
+    if value < 1e-3:
+        return f"{value * 1e6:.2f} µs"
+    if value < 1.0:
+        return f"{value * 1e3:.2f} ms"
+    return f"{value:.3f} s"

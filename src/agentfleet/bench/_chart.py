@@ -15,20 +15,12 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .._subcli import seconds
+
 __all__ = ["render_bench_html"]
 
 _W, _LEFT, _RIGHT, _STRIP = 860, 120, 20, 34
 _COLOURS = ("#8a94a6", "#4a7cf0")
-
-
-def _dur(seconds: float) -> str:
-    if seconds < 1e-6:
-        return f"{seconds * 1e9:.1f} ns"
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.2f} µs"
-    if seconds < 1.0:
-        return f"{seconds * 1e3:.2f} ms"
-    return f"{seconds:.3f} s"
 
 
 def _quartiles(samples: Sequence[float]) -> tuple[float, float, float]:
@@ -49,11 +41,11 @@ def _strip(label: str, samples: Sequence[float], lo: float, hi: float, y: float,
              f'<rect x="{x(q1):.1f}" y="{y - 9:.1f}" width="{max(1.0, x(q3) - x(q1)):.1f}" height="18" rx="3" '
              f'fill="{colour}" fill-opacity=".18" stroke="{colour}"/>',
              f'<line x1="{x(q2):.1f}" x2="{x(q2):.1f}" y1="{y - 11:.1f}" y2="{y + 11:.1f}" stroke="{colour}" '
-             f'stroke-width="3"><title>median {_dur(q2)}</title></line>']
+             f'stroke-width="3"><title>median {seconds(q2)}</title></line>']
     for i, v in enumerate(samples):
         jitter = ((i * 37) % 11 - 5) * 1.3  # deterministic spread so equal values stay visible
         parts.append(f'<circle cx="{x(v):.1f}" cy="{y + jitter:.1f}" r="2.4" fill="{colour}" fill-opacity=".75">'
-                     f"<title>{_dur(v)}</title></circle>")
+                     f"<title>{seconds(v)}</title></circle>")
     return "".join(parts)
 
 
@@ -63,7 +55,7 @@ def _axis(lo: float, hi: float, y: float) -> str:
         v = lo + (hi - lo) * i / 4
         xv = _LEFT + i / 4 * (_W - _LEFT - _RIGHT)
         ticks.append(f'<line x1="{xv:.1f}" x2="{xv:.1f}" y1="8" y2="{y:.1f}" class="grid"/>'
-                     f'<text x="{xv:.1f}" y="{y + 14:.1f}" text-anchor="middle" class="tick">{_dur(v)}</text>')
+                     f'<text x="{xv:.1f}" y="{y + 14:.1f}" text-anchor="middle" class="tick">{seconds(v)}</text>')
     return "".join(ticks)
 
 
@@ -95,7 +87,7 @@ def render_bench_html(title: str, benchmarks: Mapping[str, Sequence[tuple[str, S
             badge = (f'<span class="badge {cls}">{html.escape(str(v.get("verdict")))}</span> '
                      f'<b>{float(v["ratio"]):.3f}x</b> <span class="muted">95% CI {float(ci[0]):.3f}-'
                      f'{float(ci[1]):.3f}</span><div class="muted reason">{reason}</div>')
-        medians = " · ".join(f"{html.escape(label)} {_dur(statistics.median(s))} (n={len(s)})" for label, s in sides)
+        medians = " · ".join(f"{html.escape(label)} {seconds(statistics.median(s))} (n={len(s)})" for label, s in sides)
         cards.append(f'<section class="card"><h2>{html.escape(name)}</h2><div class="meta">{medians}</div>'
                      f"{badge}{svg}</section>")
     body = "".join(cards) or '<p class="muted">No samples.</p>'

@@ -118,7 +118,7 @@ def _python_suite(target: str) -> SuiteSpec:
 def load_suite(path: str | os.PathLike[str]) -> SuiteSpec:
     """A suite from a YAML file, or from Python as ``module:attribute`` (a ``SuiteSpec``, a mapping or a
     function returning one); a SpecError naming the file and the field when it is not one."""
-    import yaml
+    from ..spec._loader import read_yaml_file
 
     file = str(path)
     if not file.endswith((".yaml", ".yml")) and ":" in file and not Path(file).exists():
@@ -127,16 +127,7 @@ def load_suite(path: str | os.PathLike[str]) -> SuiteSpec:
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())  # a suite module beside you, as its callables are found
         return _python_suite(file)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"cannot read the suite: {exc.strerror or exc}", file=file) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise SpecError(f"not valid YAML: {getattr(exc, 'problem', None) or exc}", file=file,
-                        line=mark.line + 1 if mark is not None else None) from None
+    data = read_yaml_file(path, "the suite")
     if not isinstance(data, dict):
         raise SpecError("a suite is a mapping with benchmarks: [...]", file=file)
     data.setdefault("base", str(Path(path).resolve().parent))

@@ -179,19 +179,10 @@ def load_test_spec(data: Any, *, file: str | None = None, base: str = "") -> Loa
 
 
 def load_test_file(path: str | os.PathLike[str]) -> LoadTestSpec:
-    import yaml
+    from ..spec._loader import read_yaml_file
 
     file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"cannot read the load test: {exc.strerror or exc}", file=file) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise SpecError(f"not valid YAML: {getattr(exc, 'problem', None) or exc}", file=file,
-                        line=mark.line + 1 if mark is not None else None) from None
+    data = read_yaml_file(path, "the load test")
     spec = load_test_spec(data, file=file, base=str(Path(path).resolve().parent))
     if spec.target.workflow is not None and not Path(spec.workflow_path()).is_file():
         raise SpecError(f"no such workflow file {spec.target.workflow!r}", file=file, field="target.workflow")

@@ -323,6 +323,24 @@ def validate_data(data: dict[str, Any], *, lines: dict[Path_, int] | None = None
     return spec
 
 
+def read_yaml_file(path: str | os.PathLike[str], what: str) -> Any:
+    """A YAML file's data (suites, load tests); a SpecError naming the file (and line) when it cannot
+    be read or parsed. ``what`` names the document in the message ("the suite")."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot read {what}: {exc.strerror or exc}", file=file) from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{what} is not UTF-8 text", file=file) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise SpecError(f"not valid YAML: {getattr(exc, 'problem', None) or exc}", file=file,
+                        line=mark.line + 1 if mark is not None else None) from None
+
+
 def load_workflow(path: str | os.PathLike[str], *, overrides: dict[str, Any] | None = None) -> WorkflowSpec:
     """Read, parse and validate a workflow file."""
     p = Path(path)
