@@ -58,15 +58,17 @@ def test_a_suite_is_stored_and_a_regression_fails_with_its_ratio(tmp_path: Path)
     assert data["env"]["python"] and data["env"]["cpu_usable"] >= 1 and "load_average" in data["env"]
 
     (tmp_path / "delay.txt").write_text("0.004")  # twice as slow
+    # only the benchmark whose cost the test controls: a few-ms CPU loop on a shared CI machine can
+    # really change speed between two runs minutes apart, and the tool would rightly say so
     second = cli(tmp_path, "bench", "run", "suite.yaml", "--db", "b.db", "--compare", "main", "--only", "sleepy",
-                 "--only", "steady", "--json", timeout=180)
+                 "--json", timeout=180)
     no_traceback(second)
     assert second.returncode == 1, second.stdout + second.stderr  # a confirmed regression fails CI
     data = json.loads(second.stdout)
     assert data["regressions"] == ["sleepy"]
     c = data["results"]["sleepy"]["comparison"]
     assert c["verdict"] == "slower" and 1.5 < c["ratio"] < 2.5 and c["ci"][0] > 1.05
-    assert data["results"]["steady"]["comparison"]["verdict"] in ("no change", "faster", "slower")
+    assert set(data["results"]) == {"sleepy"}
 
     listing = cli(tmp_path, "bench", "list", "--db", "b.db")
     assert listing.returncode == 0 and "main" in listing.stdout and "demo" in listing.stdout
