@@ -410,3 +410,17 @@ class TestAgainstMisbehavingServers:
             assert all(0.03 <= gap < 0.15 for gap in result.itl)
             assert result.latency >= result.ttfb + 0.19
             assert result.bytes == 5 * len(b"data: tok0\n\n")
+
+
+def test_lateness_is_kept_in_bounded_memory_with_exact_counts() -> None:
+    from agentfleet.loadtest._engine import _Lateness
+
+    late = _Lateness(late_after=0.005)
+    values = [(i % 100) / 1000 for i in range(200_000)]  # 0..99 ms, 95 of every 100 above 5 ms
+    for v in values:
+        late.append(v)
+    assert len(late._chunk) < _Lateness.CHUNK  # folded as it went: no list of every send
+    count, p50, p99, worst, n_late = late.figures()
+    assert count == 200_000 and worst == 0.099
+    assert n_late == sum(1 for v in values if v > 0.005)
+    assert abs(p50 - 0.049) < 0.001 and abs(p99 - 0.098) < 0.001

@@ -166,14 +166,55 @@ def _failed(exc: BaseException) -> Result:
     return Result(False, None, f"exception:{type(exc).__name__}", 0.0, None, None, 0)
 
 
+class _Lateness:
+    """How late each send was, in bounded memory: values gather in a chunk (an append is all a send
+    pays) and every ``CHUNK`` of them are folded into an HDR histogram, with the count above
+    ``late_after`` and the maximum kept exact. An 8-hour soak holds one chunk and one histogram."""
+
+    CHUNK = 65_536
+    __slots__ = ("_chunk", "_hist", "_late", "_max", "late_after")
+
+    def __init__(self, late_after: float) -> None:
+        from ..telemetry import LatencyHistogram
+
+        self.late_after = late_after
+        self._chunk = array("d")
+        self._hist = LatencyHistogram()
+        self._late = 0
+        self._max = 0.0
+
+    def append(self, value: float) -> None:
+        chunk = self._chunk
+        chunk.append(value)
+        if len(chunk) >= self.CHUNK:
+            self._fold()
+
+    def _fold(self) -> None:
+        chunk, self._chunk = self._chunk, array("d")
+        if not chunk:
+            return
+        limit = self.late_after
+        self._late += sum(1 for v in chunk if v > limit)
+        self._max = max(self._max, max(chunk))
+        self._hist.record_many(chunk)
+
+    def figures(self) -> tuple[int, float, float, float, int]:
+        """(count, p50, p99, max, late) over every value appended."""
+        self._fold()
+        hist = self._hist
+        if hist.count == 0:
+            return 0, 0.0, 0.0, 0.0, 0
+        return hist.count, hist.percentile(50) or 0.0, hist.percentile(99) or 0.0, self._max, self._late
+
+
 class _Tally:
     """Counters shared by a loop's request tasks."""
 
     __slots__ = ("completed", "errors", "in_flight", "lateness", "max_in_flight", "ok")
 
-    def __init__(self) -> None:
+    def __init__(self, late_after: float) -> None:
         self.completed = self.ok = self.errors = self.in_flight = self.max_in_flight = 0
-        self.lateness = array("d")
+        self.lateness = _Lateness(late_after)
 
     def record(self, result: Result) -> None:
         self.completed += 1
@@ -183,34 +224,15 @@ class _Tally:
             self.errors += 1
 
 
-def _percentile(ordered: array[float], q: float) -> float:
-    if not ordered:
-        return 0.0
-    return ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))]
-
-
 def _stats(mode: str, tally: _Tally, *, scheduled: int, sent: int, dropped: int, late_after: float, duration: float,
            wall: float, cpu: float) -> LoopStats:
-    ordered = array("d", sorted(tally.lateness))
-    p99 = _percentile(ordered, 0.99)
-    late = len(ordered) - _count_at_most(ordered, late_after)
+    _, p50, p99, worst, late = tally.lateness.figures()
     reason = generator_saturation(cpu=cpu, wall=wall, lateness_p99=p99, sent=sent)
     return LoopStats(
         mode=mode, scheduled=scheduled, sent=sent, completed=tally.completed, ok=tally.ok, errors=tally.errors,
-        dropped=dropped, late=late, late_after=late_after, lateness_p50=_percentile(ordered, 0.5),
-        lateness_p99=p99, lateness_max=ordered[-1] if ordered else 0.0, max_in_flight=tally.max_in_flight,
+        dropped=dropped, late=late, late_after=late_after, lateness_p50=p50,
+        lateness_p99=p99, lateness_max=worst, max_in_flight=tally.max_in_flight,
         duration=duration, wall=wall, cpu=cpu, saturated=reason is not None, saturation=reason)
-
-
-def _count_at_most(ordered: array[float], limit: float) -> int:
-    lo, hi = 0, len(ordered)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if ordered[mid] <= limit:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
 
 
 def _ignore(t: float, result: Result) -> None:
@@ -244,7 +266,7 @@ async def run_open_loop(
     now_fn = clock or loop.time
     wait = sleep or asyncio.sleep
     report = on_result or _ignore
-    tally = _Tally()
+    tally = _Tally(late_after)
     lateness = tally.lateness
     tasks: set[asyncio.Task[None]] = set()
     done_all: asyncio.Future[None] | None = None
@@ -371,7 +393,7 @@ async def run_closed_loop(
     now_fn = clock or loop.time
     wait = sleep or asyncio.sleep
     report = on_result or _ignore
-    tally = _Tally()
+    tally = _Tally(late_after)
     started = 0
     t0 = now_fn()
     end = t0 + duration

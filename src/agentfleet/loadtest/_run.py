@@ -135,7 +135,9 @@ async def run_load_test(spec: LoadTestSpec, *, on_window: Callable[[WindowRow, L
     by_intent = WindowedRecorder(window_s=1.0, window_by="intended", keep_windows=30) \
         if isinstance(spec.scenario, StressScenario) else None
     ttft = WindowedRecorder(window_s=1.0) if spec.target.stream else None
-    gaps: list[float] = []
+    from ..telemetry import LatencyHistogram
+
+    gaps = LatencyHistogram()  # inter-token gaps: bounded however long the soak
     stop: dict[str, str | None] = {"why": None}
     state: dict[str, Any] = {"offset": 0.0}
     stress_hit: dict[str, Any] = {}
@@ -159,7 +161,7 @@ async def run_load_test(spec: LoadTestSpec, *, on_window: Callable[[WindowRow, L
         if ttft is not None and result.ok and result.ttfb is not None:
             ttft.record(t, result.ttfb, True)
         if result.itl:
-            gaps.extend(result.itl)
+            gaps.record_many(result.itl)
 
     async def watch() -> None:
         shown = judged = -1.0  # start of the last window shown / judged
@@ -259,11 +261,9 @@ async def run_load_test(spec: LoadTestSpec, *, on_window: Callable[[WindowRow, L
         ttft_summary = ttft.summary()
         metrics.update(ttft_summary.metrics(prefix="ttft_"))
     verdicts = evaluate_thresholds(spec.thresholds, metrics)
-    ordered = sorted(gaps)
     return LoadTestResult(spec=spec, summary=summary, series=series, loops=loops, verdicts=verdicts, aborted=aborted,
-                          ttft=ttft_summary, itl_p50=ordered[len(ordered) // 2] if ordered else None,
-                          itl_p99=ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else None,
-                          phases=plan, figures=figures)
+                          ttft=ttft_summary, itl_p50=gaps.percentile(50) if gaps.count else None,
+                          itl_p99=gaps.percentile(99) if gaps.count else None, phases=plan, figures=figures)
 
 
 async def _stress_recovery(spec: LoadTestSpec, plan: list[Phase], hit: dict[str, Any], recorder: WindowedRecorder,
