@@ -12,45 +12,43 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ..errors import RunNotFound, StoreError
-from ..store._db import user_error
+from ..errors import RunNotFound
+from ..store._db import apply_schema, connect, transaction
 from ._runner import BenchResult
 
 __all__ = ["BenchRun", "BenchStore"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS bench_runs (
-    id TEXT PRIMARY KEY,
-    suite TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    env TEXT NOT NULL,
-    note TEXT
-);
-CREATE TABLE IF NOT EXISTS bench_results (
-    run_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    target TEXT NOT NULL,
-    loops INTEGER NOT NULL,
-    processes INTEGER NOT NULL,
-    samples TEXT NOT NULL,
-    per_process TEXT NOT NULL,
-    PRIMARY KEY (run_id, name)
-);
-CREATE TABLE IF NOT EXISTS bench_baselines (
-    name TEXT PRIMARY KEY,
-    run_id TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-"""
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS bench_runs (
+        id TEXT PRIMARY KEY,
+        suite TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        env TEXT NOT NULL,
+        note TEXT
+    )""",
+    """CREATE TABLE IF NOT EXISTS bench_results (
+        run_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        loops INTEGER NOT NULL,
+        processes INTEGER NOT NULL,
+        samples TEXT NOT NULL,
+        per_process TEXT NOT NULL,
+        PRIMARY KEY (run_id, name)
+    )""",
+    """CREATE TABLE IF NOT EXISTS bench_baselines (
+        name TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        created_at REAL NOT NULL
+    )""",
+)
 
 
 @dataclass(frozen=True)
@@ -68,18 +66,8 @@ class BenchStore:
         self.path = str(path)
         if not create and self.path != ":memory:" and not os.path.exists(self.path):
             raise RunNotFound("no benchmark results yet: no database at this path", path=self.path)
-        try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise user_error(StoreError(f"cannot open the benchmark database: {exc}", path=self.path)) from None
-        except OSError as exc:
-            raise user_error(StoreError(f"cannot create the benchmark database: {exc.strerror}",
-                                        path=self.path)) from None
+        self._db, self.path, _ = connect(path, create=True, what="the benchmark")
+        apply_schema(self._db, _SCHEMA, self.path)
 
     def close(self) -> None:
         self._db.close()
@@ -92,18 +80,13 @@ class BenchStore:
 
     def save(self, suite: str, results: Sequence[BenchResult], env: dict[str, Any], note: str | None = None) -> str:
         run_id = uuid.uuid4().hex[:10]
-        self._db.execute("BEGIN")
-        try:
+        with transaction(self._db):
             self._db.execute("INSERT INTO bench_runs (id, suite, created_at, env, note) VALUES (?, ?, ?, ?, ?)",
                              (run_id, suite, time.time(), json.dumps(env), note))
             self._db.executemany(
                 "INSERT INTO bench_results VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(run_id, r.name, r.kind, r.target, r.loops, r.processes, json.dumps(r.samples),
                   json.dumps(r.per_process)) for r in results])
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         return run_id
 
     def save_baseline(self, name: str, run_id: str) -> None:

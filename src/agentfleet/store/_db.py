@@ -2,7 +2,7 @@
 transactions that join a caller's, and user errors (exit 2) for a path that cannot be used.
 
 ``RunStore`` keeps its own connection code (it migrates and buffers); the artifact store,
-the memory store and the SQLite cache level share this one.
+the memory store, the SQLite cache level and the benchmark store share this one.
 """
 
 from __future__ import annotations
