@@ -43,14 +43,22 @@ _PEER_NA = {
 _PROFILED = ("a", "a_steps", "b")
 
 
+#: the suites after the engine's: each prints its table and returns its JSON entry
+_SUITES: dict[str, Callable[..., dict[str, Any]]] = {
+    "runtime": _runtime.run_runtime_suite,
+    "resilience": _resilience.run_resilience_suite,
+    "telemetry": _telemetry.run_telemetry_suite,
+    "loadgen": _loadgen.run_loadgen_suite,
+}
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="agentfleet's benchmark suites: the engine vs bare asyncio, LangGraph and Ray; "
                     "the runtime's pool, memory, context, scaling and bus figures against their targets.",
     )
-    p.add_argument("--suite", choices=("engine", "runtime", "resilience", "telemetry", "loadgen", "all"),
-                   default="all",
+    p.add_argument("--suite", choices=("engine", *_SUITES, "all"), default="all",
                    help="engine: workloads vs asyncio/LangGraph/Ray; runtime: activation, spawn, memory, context, "
                         "scaling, bus; resilience: goodput under 429s and 5xx, cache, coalescing, hedging "
                         "(against a local fault server); telemetry: what metrics, events, resource sampling "
@@ -92,22 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.only:
             log.print("[yellow]--only selects engine workloads; ignored with --suite runtime[/]")
         keys = []
-    if args.suite in ("runtime", "all"):
-        if args.suite == "all":
-            console.print()
-        extra["runtime"] = _runtime.run_runtime_suite(console, log, quick=args.quick, env=env)
-    if args.suite in ("resilience", "all"):
-        if args.suite == "all":
-            console.print()
-        extra["resilience"] = _resilience.run_resilience_suite(console, log, quick=args.quick, env=env)
-    if args.suite in ("telemetry", "all"):
-        if args.suite == "all":
-            console.print()
-        extra["telemetry"] = _telemetry.run_telemetry_suite(console, log, quick=args.quick, env=env)
-    if args.suite in ("loadgen", "all"):
-        if args.suite == "all":
-            console.print()
-        extra["loadgen"] = _loadgen.run_loadgen_suite(console, log, quick=args.quick, env=env)
+    for name, run_suite in _SUITES.items():  # after the engine suite, in this order
+        if args.suite in (name, "all"):
+            if args.suite == "all":
+                console.print()
+            extra[name] = run_suite(console, log, quick=args.quick, env=env)
     extra["suite_wall_s"] = time.perf_counter() - started
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -28,17 +28,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from ._runtime import Row, _guard, render_suite
-
-__all__ = ["run_loadgen_suite"]
+from ._runtime import Row, run_figures
 
 ROOT = Path(__file__).resolve().parent.parent
 USERS = 64
@@ -344,18 +340,10 @@ def _stall_rows(quick: bool, methods: dict[str, str], log: Console) -> list[Row]
 
 def run_loadgen_suite(console: Console, log: Console, *, quick: bool, env: dict[str, Any]) -> dict[str, Any]:
     """Measure every figure, print the table and the method lines; return the JSON entry."""
-    started = time.perf_counter()
     methods: dict[str, str] = {}
-    rows: list[Row] = []
-    log.print(f"[bold]agentfleet load generator benchmarks[/] ({'quick' if quick else 'full'}): capacity, stall")
-    _guard("capacity", rows, lambda: _capacity_rows(quick, methods, log), log)
-    _guard("stall", rows, lambda: _stall_rows(quick, methods, log), log)
-    wall = time.perf_counter() - started
-    title = (f"agentfleet load generator benchmarks ({'quick' if quick else 'full'}) · python {env['python']} · "
-             f"{env['cpu_usable']} CPUs · commit {(env['git_commit'] or '?')[:10]}"
-             f"{'+dirty' if env['git_dirty'] else ''}")
-    counts = render_suite(console, title, rows, methods, ("capacity", "stall"), "Load generator suite", wall)
-    return {"quick": quick, "wall_s": wall, "rows": [asdict(r) for r in rows], "methods": methods, "verdicts": counts}
+    return run_figures(console, log, suite="load generator", label="Load generator suite", quick=quick, env=env,
+                       methods=methods, figures=[("capacity", lambda: _capacity_rows(quick, methods, log)),
+                                                 ("stall", lambda: _stall_rows(quick, methods, log))])
 
 
 if __name__ == "__main__":

@@ -30,14 +30,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import httpx
 from rich.console import Console
 
-from ._runtime import Row, _guard, render_suite
+from ._runtime import Row, run_figures
 
 __all__ = ["run_resilience_suite"]
 
@@ -322,21 +321,12 @@ def _adaptive_rows(quick: bool, methods: dict[str, str], log: Console) -> list[R
 
 def run_resilience_suite(console: Console, log: Console, *, quick: bool, env: dict[str, Any]) -> dict[str, Any]:
     """Measure every figure, print the table and the method lines; return the JSON entry."""
-    started = time.perf_counter()
     methods: dict[str, str] = {}
-    rows: list[Row] = []
-    log.print(f"[bold]agentfleet resilience benchmarks[/] ({'quick' if quick else 'full'}): goodput, cache, "
-              "L1, coalescing, hedging")
-    _guard("goodput", rows, lambda: _goodput_rows(quick, methods, log), log)
-    _guard("cache", rows, lambda: _cache_rows(quick, methods, log), log)
-    _guard("l1", rows, lambda: _l1_rows(quick, methods), log)
-    _guard("coalesce", rows, lambda: _coalesce_rows(methods), log)
-    _guard("hedging", rows, lambda: _hedge_rows(quick, methods, log), log)
-    _guard("adaptive", rows, lambda: _adaptive_rows(quick, methods, log), log)
-    wall = time.perf_counter() - started
-    title = (f"agentfleet resilience benchmarks ({'quick' if quick else 'full'}) · python {env['python']} · "
-             f"{env['cpu_usable']} CPUs · commit {(env['git_commit'] or '?')[:10]}"
-             f"{'+dirty' if env['git_dirty'] else ''}")
-    counts = render_suite(console, title, rows, methods,
-                          ("goodput", "cache", "l1", "coalesce", "hedging", "adaptive"), "Resilience suite", wall)
-    return {"quick": quick, "wall_s": wall, "rows": [asdict(r) for r in rows], "methods": methods, "verdicts": counts}
+    return run_figures(console, log, suite="resilience", label="Resilience suite", quick=quick, env=env,
+                       methods=methods, figures=[
+                           ("goodput", lambda: _goodput_rows(quick, methods, log)),
+                           ("cache", lambda: _cache_rows(quick, methods, log)),
+                           ("l1", lambda: _l1_rows(quick, methods)),
+                           ("coalesce", lambda: _coalesce_rows(methods)),
+                           ("hedging", lambda: _hedge_rows(quick, methods, log)),
+                           ("adaptive", lambda: _adaptive_rows(quick, methods, log))])

@@ -19,7 +19,7 @@ import os
 import re
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -475,6 +475,23 @@ def render_suite(console: Console, title: str, rows: list[Row], methods: dict[st
     console.print(Text(f"{label}: {counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['REPORT']} REPORT, "
                        f"{counts['N/A']} N/A; wall time {wall:.1f} s.", style="dim"))
     return counts
+
+
+def run_figures(console: Console, log: Console, *, suite: str, label: str, quick: bool, env: dict[str, Any],
+                figures: Sequence[tuple[str, Callable[[], list[Row]]]], methods: dict[str, str]) -> dict[str, Any]:
+    """A suite's figures measured one after another (a broken one shown as N/A), its table and
+    method lines printed under a title naming the machine and commit; the suite's JSON entry."""
+    started = time.perf_counter()
+    rows: list[Row] = []
+    mode = "quick" if quick else "full"
+    log.print(f"[bold]agentfleet {suite} benchmarks[/] ({mode}): " + ", ".join(key for key, _ in figures))
+    for key, measure in figures:
+        _guard(key, rows, measure, log)
+    wall = time.perf_counter() - started
+    title = (f"agentfleet {suite} benchmarks ({mode}) · python {env['python']} · {env['cpu_usable']} CPUs · "
+             f"commit {(env['git_commit'] or '?')[:10]}{'+dirty' if env['git_dirty'] else ''}")
+    counts = render_suite(console, title, rows, methods, tuple(key for key, _ in figures), label, wall)
+    return {"quick": quick, "wall_s": wall, "rows": [asdict(r) for r in rows], "methods": methods, "verdicts": counts}
 
 
 def run_runtime_suite(console: Console, log: Console, *, quick: bool, env: dict[str, Any]) -> dict[str, Any]:

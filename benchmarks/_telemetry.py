@@ -26,14 +26,13 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from ._ours import _noop, run_options
-from ._runtime import Row, _guard, render_suite
+from ._runtime import Row, run_figures
 
 __all__ = ["run_telemetry_suite"]
 
@@ -140,14 +139,6 @@ def _overhead_rows(quick: bool, methods: dict[str, str], log: Console) -> list[R
 
 def run_telemetry_suite(console: Console, log: Console, *, quick: bool, env: dict[str, Any]) -> dict[str, Any]:
     """Measure every figure, print the table and the method lines; return the JSON entry."""
-    started = time.perf_counter()
     methods: dict[str, str] = {}
-    rows: list[Row] = []
-    log.print(f"[bold]agentfleet telemetry benchmarks[/] ({'quick' if quick else 'full'}): overhead")
-    _guard("overhead", rows, lambda: _overhead_rows(quick, methods, log), log)
-    wall = time.perf_counter() - started
-    title = (f"agentfleet telemetry benchmarks ({'quick' if quick else 'full'}) · python {env['python']} · "
-             f"{env['cpu_usable']} CPUs · commit {(env['git_commit'] or '?')[:10]}"
-             f"{'+dirty' if env['git_dirty'] else ''}")
-    counts = render_suite(console, title, rows, methods, ("overhead",), "Telemetry suite", wall)
-    return {"quick": quick, "wall_s": wall, "rows": [asdict(r) for r in rows], "methods": methods, "verdicts": counts}
+    return run_figures(console, log, suite="telemetry", label="Telemetry suite", quick=quick, env=env,
+                       methods=methods, figures=[("overhead", lambda: _overhead_rows(quick, methods, log))])
