@@ -21,13 +21,9 @@ from .errors import AgentFleetError, SpecError
 __all__ = ["register"]
 
 
-def _ms(v: float | None) -> str:
-    if v is None:
-        return "-"
-    return f"{v * 1000:.1f} ms" if v < 1 else f"{v:.2f} s"
-
-
 def _summary_table(result: Any) -> Table:
+    from .loadtest._report import ms
+
     s = result.summary
     table = Table(title=f"{result.spec.name} · {type(result.spec.scenario).__name__} · {result.spec.mode} loop",
                   title_justify="left", show_header=False)
@@ -37,23 +33,25 @@ def _summary_table(result: Any) -> Table:
     table.add_row("requests", f"{s.requests:,} ({s.ok:,} ok, {s.errors:,} errors: {escape(errors)})")
     table.add_row("sent late / dropped", f"{s.late:,} / {s.dropped:,}")
     table.add_row("throughput", f"{(s.rps or 0):,.1f} req/s over {s.span:.1f} s")
-    table.add_row("latency (from intended start)", f"p50 {_ms(s.p50)} · p95 {_ms(s.p95)} · p99 {_ms(s.p99)} · "
-                                                   f"p99.9 {_ms(s.p999)} · max {_ms(s.max)}")
+    table.add_row("latency (from intended start)", f"p50 {ms(s.p50)} · p95 {ms(s.p95)} · p99 {ms(s.p99)} · "
+                                                   f"p99.9 {ms(s.p999)} · max {ms(s.max)}")
     table.add_row("error rate", "-" if s.error_rate is None else f"{s.error_rate:.2%}")
     if result.ttft is not None:
-        table.add_row("time to first token", f"p50 {_ms(result.ttft.p50)} · p95 {_ms(result.ttft.p95)} · "
-                                             f"p99 {_ms(result.ttft.p99)}")
-        table.add_row("inter-token gap", f"p50 {_ms(result.itl_p50)} · p99 {_ms(result.itl_p99)}")
+        table.add_row("time to first token", f"p50 {ms(result.ttft.p50)} · p95 {ms(result.ttft.p95)} · "
+                                             f"p99 {ms(result.ttft.p99)}")
+        table.add_row("inter-token gap", f"p50 {ms(result.itl_p50)} · p99 {ms(result.itl_p99)}")
     for key, value in result.figures.items():
         table.add_row(escape(str(key)), escape(str(value)))
     return table
 
 
 def _live_line(row: Any, started: float, total: float) -> Text:
+    from .loadtest._report import ms
+
     line = Text()
     line.append(f"{time.monotonic() - started:5.1f}s / {total:.0f}s  ", style="dim")
     line.append(f"{row.rps:8.1f} req/s  ", style="bold")
-    line.append(f"p99 {_ms(row.p99):>10}  ")
+    line.append(f"p99 {ms(row.p99):>10}  ")
     line.append(f"errors {row.errors}", style="red" if row.errors else "dim")
     return line
 

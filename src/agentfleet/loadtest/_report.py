@@ -9,12 +9,13 @@ from typing import Any
 
 from ._recorder import WindowRow
 
-__all__ = ["render_loadtest_html"]
+__all__ = ["ms", "render_loadtest_html"]
 
 _W, _H, _L, _R, _T, _B = 900, 200, 56, 16, 12, 26
 
 
-def _ms(v: float | None) -> str:
+def ms(v: float | None) -> str:
+    """A latency as the report and the terminal show it: 12.3 ms, 1.25 s, - when not measured."""
     if v is None:
         return "-"
     return f"{v * 1000:.1f} ms" if v < 1 else f"{v:.2f} s"
@@ -42,7 +43,7 @@ def _chart(chart_id: str, title: str, rows: Sequence[WindowRow], lines: Sequence
                          f'height="{_H - _T - _B}" class="phase"><title>{html.escape(phase.name)}</title></rect>')
     for k in range(5):
         v = top * k / 4
-        label = _ms(v) if unit == "s" else (f"{v:,.0f}" if top >= 20 else f"{v:.2g}")
+        label = ms(v) if unit == "s" else (f"{v:,.0f}" if top >= 20 else f"{v:.2g}")
         parts.append(f'<line x1="{_L}" x2="{_W - _R}" y1="{y(v):.1f}" y2="{y(v):.1f}" class="grid"/>'
                      f'<text x="{_L - 6}" y="{y(v) + 4:.1f}" text-anchor="end" class="tick">{label}</text>')
     for k in range(6):
@@ -75,15 +76,15 @@ def render_loadtest_html(result: Any) -> str:
         banner += f'<div class="banner warn">{html.escape(result.saturation)}</div>'
     ttft = ""
     if result.ttft is not None:
-        ttft = (f"<tr><td>time to first token</td><td>p50 {_ms(result.ttft.p50)} · p95 {_ms(result.ttft.p95)} · "
-                f"p99 {_ms(result.ttft.p99)}</td></tr><tr><td>inter-token gap</td><td>p50 {_ms(result.itl_p50)} · "
-                f"p99 {_ms(result.itl_p99)}</td></tr>")
+        ttft = (f"<tr><td>time to first token</td><td>p50 {ms(result.ttft.p50)} · p95 {ms(result.ttft.p95)} · "
+                f"p99 {ms(result.ttft.p99)}</td></tr><tr><td>inter-token gap</td><td>p50 {ms(result.itl_p50)} · "
+                f"p99 {ms(result.itl_p99)}</td></tr>")
     target = spec.target.url or f"workflow {spec.target.workflow}"
     summary = (f"<table><tr><td>requests</td><td>{s.requests:,} ({s.ok:,} ok, {s.errors:,} errors: {errors}; "
                f"{s.dropped:,} dropped, {s.late:,} sent late)</td></tr>"
                f"<tr><td>throughput</td><td>{(s.rps or 0):,.1f} req/s over {s.span:.1f} s</td></tr>"
-               f"<tr><td>latency (from the intended start)</td><td>p50 {_ms(s.p50)} · p95 {_ms(s.p95)} · p99 "
-               f"{_ms(s.p99)} · p99.9 {_ms(s.p999)} · max {_ms(s.max)}</td></tr>{ttft}</table>")
+               f"<tr><td>latency (from the intended start)</td><td>p50 {ms(s.p50)} · p95 {ms(s.p95)} · p99 "
+               f"{ms(s.p99)} · p99.9 {ms(s.p999)} · max {ms(s.max)}</td></tr>{ttft}</table>")
     charts = (_chart("throughput", "Throughput per second", result.series, [("rps", "completed/s", "#4a7cf0")],
                      result.phases, "n")
               + _chart("latency", "Latency per second", result.series,
