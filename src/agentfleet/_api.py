@@ -13,7 +13,7 @@ from .runtime import Runner, RunResult
 from .spec import Workflow, WorkflowSpec, load_workflow
 from .store import RunStore
 
-__all__ = ["load", "run", "run_async", "stream"]
+__all__ = ["load", "run", "run_async", "runner_for", "stream"]
 
 WorkflowLike = str | os.PathLike[str] | WorkflowSpec | Workflow
 
@@ -72,3 +72,20 @@ async def stream(workflow: WorkflowLike, *, overrides: dict[str, Any] | None = N
     with _runner(workflow, overrides, store, options) as runner:
         async for record in runner.results():
             yield record
+
+
+def runner_for(spec: WorkflowSpec, store: RunStore | None, options: dict[str, Any], *, spec_path: str | None,
+               overrides: dict[str, Any]) -> Runner:
+    """A Runner configured by the run options a run row stores (``agentfleet run``'s flags, or a
+    service submission's ``options``), so that ``resume`` repeats them."""
+    for agent in spec.agents.values():  # --provider and friends point every agent elsewhere
+        if options.get("provider"):
+            agent.provider = options["provider"]
+        if options.get("model"):
+            agent.model = options["model"]
+        if options.get("base_url"):
+            agent.options = {**agent.options, "base_url": options["base_url"]}
+    return Runner(spec, store=store, max_parallel=options.get("max_parallel"), policy=options.get("policy"),
+                  admission=options.get("admission"), latency_scale=options.get("scale"),
+                  seed=options.get("seed") or 0, spec_path=spec_path, overrides=overrides, options=options,
+                  cache=False if options.get("no_cache") else None)

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__, _loadtest_cli, _profile_cli, _tune_cli
+from . import __version__, _loadtest_cli, _profile_cli, _serve_cli, _tune_cli
 from ._bench_cli import bench_app
 from ._cache_cli import cache_app
 from ._memory_cli import memory_app
@@ -101,27 +101,11 @@ def _parse_sets(values: list[str] | None) -> dict[str, Any]:
     return overrides
 
 
-def _apply_provider(spec: Any, provider: str | None, model: str | None, base_url: str | None) -> None:
-    """Point every agent at another provider/model/endpoint (``--provider`` and friends)."""
-    for agent in spec.agents.values():
-        if provider:
-            agent.provider = provider
-        if model:
-            agent.model = model
-        if base_url:
-            agent.options = {**agent.options, "base_url": base_url}
-
-
 def _runner_for(spec: Any, store: Any, options: dict[str, Any], *, spec_path: str | None,
                 overrides: dict[str, Any]) -> Any:
-    """A Runner configured by the run options a command stores (so ``resume`` repeats them)."""
-    from .runtime import Runner
+    from ._api import runner_for
 
-    _apply_provider(spec, options.get("provider"), options.get("model"), options.get("base_url"))
-    return Runner(spec, store=store, max_parallel=options.get("max_parallel"), policy=options.get("policy"),
-                  admission=options.get("admission"), latency_scale=options.get("scale"),
-                  seed=options.get("seed") or 0, spec_path=spec_path, overrides=overrides, options=options,
-                  cache=False if options.get("no_cache") else None)
+    return runner_for(spec, store, options, spec_path=spec_path, overrides=overrides)
 
 
 async def _run_with_signals(coro: Any) -> Any:
@@ -201,8 +185,11 @@ def _execute_run(runner: Any, *, json_out: bool, quiet: bool, stream: bool, resu
                      providers=result.providers,
                      pools={name: dataclasses.asdict(stats) for name, stats in result.pools.items()},
                      resilience=[dataclasses.asdict(stats) for stats in result.resilience], cache=result.cache)
-    found = _bottlenecks(result.records, report, runner.plan)
-    insights = _insights_for(runner.store, result.run_id, result.name, result.records, found, save=True)
+    from ._report import bottlenecks, insights_for
+
+    found = bottlenecks(result.records, report, runner.plan, strict=_state["debug"])
+    insights = insights_for(runner.store, result.run_id, result.name, result.records, found, save=True,
+                            strict=_state["debug"])
     if json_out:
         from .analysis._render import bottleneck_dict
 
@@ -495,37 +482,20 @@ def report(
     """Print a run's summary again: makespan, speedup, critical path, per-agent time, bottlenecks,
     recurring patterns and anomalies, and the context each task was sent against passing it the
     whole history. ``--html`` writes the same as a page with charts."""
-    from .analysis import analyze, format_seconds, gantt_text, render_context, render_summary, report_to_dict
+    from ._report import stored_report
+    from .analysis import format_seconds, gantt_text, render_context, render_summary
     from .store import RunStore
 
     row, records = _load_run(db, run_id)
-    # The effective settings are in the run's summary (CLI flags and YAML settings alike).
-    facts = {**row.options, **(row.summary or {})}
-    providers = {r.provider for r in records if r.provider}
-    rep = analyze(records, max_parallel=facts.get("max_parallel") or None,
-                  latency_scale=facts.get("latency_scale") or facts.get("scale") or 1.0, providers=providers,
-                  pools=facts.get("pools") or None, resilience=facts.get("resilience") or None,
-                  cache=facts.get("cache") or None)
-    plan = _stored_plan(row)
-    found = _bottlenecks(records, rep, plan)
-    scenarios = _what_if(records, plan, facts.get("max_parallel"))
     with RunStore(db, create=False) as store:
-        insights = _insights_for(store, row.id, row.name, records, found)
+        stored = stored_report(store, row, records, strict=_state["debug"])
         events = store.events(row.id, limit=10_000_000) if html is not None else []
-        status = row.status
-        if status == "running" and store.owner_alive(row.id) is None:
-            status = "stopped"  # its process is gone (kill -9, crash): resumable
+    rep, found, scenarios, insights, status = (stored.report, stored.bottlenecks, stored.scenarios, stored.insights,
+                                               stored.status)
     if html is not None:
         _write_html(html, row, status, records, events, rep, found, insights, scenarios)
     if json_out:
-        from .analysis._render import bottleneck_dict
-
-        out.print_json(json.dumps({"run_id": row.id, "workflow": row.name, "status": status,
-                                   "report": report_to_dict(rep), "bottlenecks": [bottleneck_dict(b) for b in found],
-                                   "alerts": facts.get("alerts") or [], "resources": facts.get("resources") or {},
-                                   "what_if": [{"scenario": w.scenario, "setting": w.setting, "makespan": w.makespan,
-                                                "baseline": w.baseline, "change": w.change} for w in scenarios],
-                                   **insights.to_dict(), **({"html": str(html)} if html is not None else {})},
+        out.print_json(json.dumps({**stored.to_dict(), **({"html": str(html)} if html is not None else {})},
                                   default=str))
         return
     render_summary(rep, out, title=f"{row.name} — run {row.id} — {status}", bottlenecks=found,
@@ -604,22 +574,6 @@ def _no_runs(message: str) -> AgentFleetError:
     return RunNotFound(message)
 
 
-def _what_if(records: Any, plan: Any, max_parallel: int | None) -> list[Any]:
-    """Re-simulated changes (twice the concurrency, capped agents with twice their cap, the busiest
-    agents twice as fast) under the run's declared agent caps; never costs the user their report."""
-    from .analysis import what_if_scenarios
-
-    caps = {}
-    if plan is not None:
-        caps = {name: agent.max_concurrency for name, agent in plan.spec.agents.items() if agent.max_concurrency}
-    try:
-        return what_if_scenarios(records, max_parallel=max_parallel or None, caps=caps)
-    except Exception:
-        if _state["debug"]:
-            raise
-        return []
-
-
 def _write_html(path: Path, row: Any, status: str, records: Any, events: Any, rep: Any, found: Any,
                 insights: Any, scenarios: Any) -> None:
     from .analysis import render_html
@@ -670,50 +624,6 @@ def demo(
         _fail(exc)
 
 
-def _bottlenecks(records: Any, report: Any, plan: Any) -> list[Any]:
-    """What held the run back, with what to change; never costs the user their summary."""
-    from .analysis import classify_bottlenecks
-
-    try:
-        return list(classify_bottlenecks(records, report, plan=plan))
-    except Exception:
-        if _state["debug"]:
-            raise
-        return []
-
-
-def _insights_for(store: Any, run_id: str | None, workflow: str, records: Any, found: Any, *,
-                  save: bool = False) -> Any:
-    """Recurring bottlenecks, anomalies and stored samples for a stored run (empty without a store);
-    with ``save``, this run's bottlenecks are kept for the next runs first. Never costs the user
-    their summary."""
-    from ._insights import Insights, gather, save_bottlenecks
-
-    if store is None or run_id is None:
-        return Insights()
-    try:
-        if save:
-            save_bottlenecks(store, run_id, found)
-        return gather(store, run_id, workflow, records, found)
-    except Exception:
-        if _state["debug"]:
-            raise
-        return Insights()
-
-
-def _stored_plan(row: Any) -> Any:
-    """The plan of a stored run (its declared limits sharpen the advice), or None."""
-    if not row.spec_text:
-        return None
-    from .plan import build_plan
-    from .spec import parse_workflow
-
-    try:
-        return build_plan(parse_workflow(row.spec_text, file=row.spec_path or "<stored spec>", overrides=row.overrides))
-    except AgentFleetError:
-        return None
-
-
 def _example_text(name: str) -> str:
     from importlib import resources
 
@@ -755,6 +665,7 @@ def init(
 _profile_cli.register(app)  # agentfleet profile WORKFLOW: defined beside the runner helpers it reuses
 _loadtest_cli.register(app)  # agentfleet loadtest FILE
 _tune_cli.register(app)  # agentfleet tune WORKFLOW
+_serve_cli.register(app)  # agentfleet serve
 
 
 def main() -> None:

@@ -526,17 +526,19 @@ class Runner:
 
     # -- running ------------------------------------------------------------------------
 
-    async def run(self, *, resume: str | None = None) -> RunResult:
-        """Run the workflow to the end, or resume run ``resume`` from the store."""
+    async def run(self, *, resume: str | None = None, start: str | None = None) -> RunResult:
+        """Run the workflow to the end, or resume run ``resume`` from the store. ``start`` is a run
+        row already in the store that this process has claimed (``RunStore.claim_queued``): it runs
+        as that run's first session instead of a new row."""
         self._hooks.validate()
-        if resume is not None and self.store is None:
-            raise AgentFleetError("resuming needs a run store")
+        if (resume is not None or start is not None) and self.store is None:
+            raise AgentFleetError("resuming or starting a stored run needs a run store")
         # Providers first: a missing key or unknown provider is an error before any run row exists.
         try:
             if self._bus_given:
                 await self.bus.connect()  # an unreachable Redis is one clear error, before anything runs
             self._build_providers()
-            return await self._run(resume)
+            return await self._run(resume, start)
         finally:
             await self._close_providers()
             status = self.result.status if getattr(self, "result", None) is not None else "error"
@@ -545,7 +547,7 @@ class Runner:
             except AgentFleetError:
                 pass  # a full or closed bus must not turn a finished run into an error
 
-    async def _run(self, resume: str | None) -> RunResult:
+    async def _run(self, resume: str | None, start: str | None = None) -> RunResult:
         previous: dict[str, TaskRecord] = {}
         await self._open_cache()  # an unusable cache is an error before any run row exists
         if resume is not None:
@@ -553,6 +555,8 @@ class Runner:
             self.run_id = self.store.resolve(resume)
             previous = {r.task_id: r for r in self.store.load_tasks(self.run_id) if r.state == TaskState.DONE}
             self._session = self.store.begin_session(self.run_id)
+        elif start is not None:
+            self.run_id = start
         elif self.store is not None:
             self.run_id = self.store.create_run(
                 name=self.spec.name, spec_path=self._spec_path, spec_text=self.spec.source_text,

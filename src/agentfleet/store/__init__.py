@@ -12,11 +12,12 @@ from ._memory import (
     parse_ttl,
     render_memory,
 )
-from ._sqlite import DEFAULT_DB, RunRow, RunStore
+from ._sqlite import DEFAULT_DB, TERMINAL, RunRow, RunStore
 
 __all__ = [
     "CATEGORIES",
     "DEFAULT_DB",
+    "TERMINAL",
     "ArtifactKind",
     "ArtifactRef",
     "ArtifactStatistics",

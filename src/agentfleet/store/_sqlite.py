@@ -12,13 +12,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from .._types import TaskRecord, TaskState
 from ..errors import RunNotFound, StoreError
 from ._db import user_error
 
-__all__ = ["DEFAULT_DB", "RunRow", "RunStore"]
+__all__ = ["DEFAULT_DB", "TERMINAL", "RunRow", "RunStore"]
 
 DEFAULT_DB = os.path.join(".agentfleet", "agentfleet.db")
 
@@ -113,6 +114,12 @@ CREATE TABLE IF NOT EXISTS metric_history (
 CREATE INDEX IF NOT EXISTS metric_history_workflow ON metric_history(workflow, at);
 CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at);
 """
+# After the columns added to older databases exist: the service's queue, oldest first.
+_QUEUE_INDEX = "CREATE INDEX IF NOT EXISTS runs_queued ON runs(created_at) WHERE status = 'queued'"
+#: a run in one of these states will not change again unless resumed
+TERMINAL = frozenset({"succeeded", "failed", "interrupted", "cancelled"})
+_RUN_COLUMNS = ("id, name, status, created_at, ended_at, spec_path, spec_text, overrides, options, sessions,"
+                " error, summary, started_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +138,8 @@ class RunRow:
     sessions: int
     error: str | None
     summary: dict[str, Any] | None
+    #: when a process began executing it (Unix seconds; None while queued)
+    started_at: float | None = None
 
 
 class RunStore:
@@ -149,8 +158,9 @@ class RunStore:
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(_SCHEMA)
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
-            for column, kind in (("pid", "INTEGER"), ("host", "TEXT")):
-                if column not in columns:  # databases made before the owner was recorded
+            for column, kind in (("pid", "INTEGER"), ("host", "TEXT"), ("started_at", "REAL"),
+                                 ("cancel", "INTEGER NOT NULL DEFAULT 0")):
+                if column not in columns:  # databases made before the owner (or the service's queue) was recorded
                     self._db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
             for column, kind in (("context_tokens", "INTEGER NOT NULL DEFAULT 0"),
@@ -158,6 +168,7 @@ class RunStore:
                                  ("meta", "TEXT")):
                 if column not in columns:  # databases made before context accounting (issue 3)
                     self._db.execute(f"ALTER TABLE tasks ADD COLUMN {column} {kind}")
+            self._db.execute(_QUEUE_INDEX)
         except sqlite3.DatabaseError as exc:
             raise user_error(StoreError(f"cannot open run database: {exc}", path=self.path)) from None
         except OSError as exc:
@@ -179,14 +190,21 @@ class RunStore:
     # -- runs --------------------------------------------------------------------------
 
     def create_run(self, *, name: str, spec_path: str | None, spec_text: str | None,
-                   overrides: dict[str, Any] | None = None, options: dict[str, Any] | None = None) -> str:
+                   overrides: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
+                   queued: bool = False) -> str:
+        """A new run row, running in this process, or (``queued``) waiting for a process to claim it."""
         run_id = uuid.uuid4().hex[:10]
-        self._db.execute(
-            "INSERT INTO runs (id, name, status, created_at, spec_path, spec_text, overrides, options, pid, host)"
-            " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, name, time.time(), spec_path, spec_text, json.dumps(overrides or {}),
-             json.dumps(options or {}), os.getpid(), socket.gethostname()),
-        )
+        now = time.time()
+        owner: tuple[Any, ...] = (None, None, None) if queued else (os.getpid(), socket.gethostname(), now)
+        try:
+            self._db.execute(
+                "INSERT INTO runs (id, name, status, created_at, spec_path, spec_text, overrides, options, pid, host,"
+                " started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, name, "queued" if queued else "running", now, spec_path, spec_text,
+                 json.dumps(overrides or {}), json.dumps(options or {}), *owner),
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to the run database: {exc}", path=self.path) from None
         return run_id
 
     def owner_alive(self, run_id: str) -> int | None:
@@ -203,7 +221,7 @@ class RunStore:
             return None
         except PermissionError:
             return pid  # exists, owned by someone else
-        return pid
+        return None if _zombie(pid) else pid
 
     def begin_session(self, run_id: str) -> int:
         """Mark a resumed run running again; returns the new session number."""
@@ -213,7 +231,8 @@ class RunStore:
         session = int(row[0]) + 1
         with self._transaction():
             self._db.execute("UPDATE runs SET status='running', sessions=?, ended_at=NULL, error=NULL, pid=?,"
-                             " host=? WHERE id=?", (session, os.getpid(), socket.gethostname(), run_id))
+                             " host=?, cancel=0, started_at=COALESCE(started_at, ?) WHERE id=?",
+                             (session, os.getpid(), socket.gethostname(), time.time(), run_id))
             # Unfinished rows of earlier sessions are rewritten by this one (or were placeholders
             # of groups that now expand): keep only finished work.
             self._db.execute("DELETE FROM tasks WHERE run_id=? AND state != 'done'", (run_id,))
@@ -243,18 +262,140 @@ class RunStore:
         return str(rows[0][0]) if len(rows) == 1 else run_id
 
     def get_run(self, run_id: str) -> RunRow:
-        row = self._db.execute(
-            "SELECT id, name, status, created_at, ended_at, spec_path, spec_text, overrides, options, sessions,"
-            " error, summary FROM runs WHERE id = ?", (self.resolve(run_id),)
-        ).fetchone()
+        row = self._db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (self.resolve(run_id),)).fetchone()
         return _run_row(row)
 
     def list_runs(self, limit: int = 20) -> list[RunRow]:
-        rows = self._db.execute(
-            "SELECT id, name, status, created_at, ended_at, spec_path, spec_text, overrides, options, sessions,"
-            " error, summary FROM runs ORDER BY created_at DESC LIMIT ?", (limit,)
-        ).fetchall()
+        rows = self._db.execute(f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY created_at DESC LIMIT ?",
+                                (limit,)).fetchall()
         return [_run_row(r) for r in rows]
+
+    def page_runs(self, limit: int, *, before: tuple[float, str] | None = None,
+                  status: str | None = None) -> list[RunRow]:
+        """Runs newest first, after the ``(created_at, id)`` of the last one of the previous page."""
+        where, args = [], []
+        if before is not None:
+            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            args += [before[0], before[0], before[1]]
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self._db.execute(f"SELECT {_RUN_COLUMNS} FROM runs{clause} ORDER BY created_at DESC, id DESC LIMIT ?",
+                                (*args, limit)).fetchall()
+        return [_run_row(r) for r in rows]
+
+    def find_run(self, run_id: str) -> RunRow | None:
+        """The run with exactly this id, or None (no prefixes, no ``latest``: for the service)."""
+        row = self._db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return None if row is None else _run_row(row)
+
+    def status_counts(self) -> dict[str, int]:
+        return {str(status): int(n) for status, n in
+                self._db.execute("SELECT status, COUNT(*) FROM runs GROUP BY status")}
+
+    # -- the service's queue -------------------------------------------------------------
+    # ``agentfleet serve`` stores a submitted run as 'queued'; runner processes claim queued runs in
+    # one IMMEDIATE transaction each (so two never claim the same run), and are asked to stop a run
+    # through its ``cancel`` flag. A queued run cancelled before a runner claims it never starts.
+
+    def queued_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM runs WHERE status = 'queued'").fetchone()[0])
+
+    def claim_queued(self, limit: int) -> list[str]:
+        """Take up to ``limit`` queued runs, oldest first, for this process: they become 'running'."""
+        if limit <= 0:
+            return []
+        try:
+            with _immediate(self._db):
+                rows = self._db.execute(
+                    "UPDATE runs SET status='running', pid=?, host=?, started_at=? WHERE id IN ("
+                    " SELECT id FROM runs WHERE status='queued' ORDER BY created_at LIMIT ?) AND status='queued'"
+                    " RETURNING id, created_at", (os.getpid(), socket.gethostname(), time.time(), limit)).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to the run database: {exc}", path=self.path) from None
+        return [str(r[0]) for r in sorted(rows, key=lambda r: r[1])]
+
+    def request_cancel(self, run_id: str) -> str | None:
+        """Ask for a run to stop: a queued one is cancelled at once, a running one is flagged for its
+        runner. Returns the status it now has ('cancelled' or 'cancelling'), or None if it had ended."""
+        with _immediate(self._db):
+            row = self._db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise RunNotFound(f"no run {run_id!r}", path=self.path)
+            if row[0] == "queued":
+                self._db.execute("UPDATE runs SET status='cancelled', ended_at=?, error=? WHERE id=?",
+                                 (time.time(), "cancelled before it started", run_id))
+                return "cancelled"
+            if row[0] == "running":
+                self._db.execute("UPDATE runs SET cancel=1 WHERE id=?", (run_id,))
+                return "cancelling"
+        return None
+
+    def cancel_requested(self, run_ids: Iterable[str]) -> set[str]:
+        """Which of these runs have been asked to stop."""
+        ids = list(run_ids)
+        if not ids:
+            return set()
+        marks = ",".join("?" * len(ids))
+        return {str(r[0]) for r in self._db.execute(f"SELECT id FROM runs WHERE cancel=1 AND id IN ({marks})", ids)}
+
+    def orphaned(self, *, where: str = "service") -> list[str]:
+        """Runs left 'running' by a process on this host that is gone (killed, crashed), whose
+        ``options`` carry ``where`` (the service marks its runs): oldest first."""
+        rows = self._db.execute(
+            "SELECT id FROM runs WHERE status='running' AND json_extract(options, ?) IS NOT NULL ORDER BY created_at",
+            (f"$.{where}",)).fetchall()
+        return [str(r[0]) for r in rows if self.owner_alive(str(r[0])) is None]
+
+    def requeue(self, run_id: str) -> bool:
+        """Put an orphaned run back in the queue (a runner resumes it); False if it changed meanwhile."""
+        with _immediate(self._db):
+            cursor = self._db.execute("UPDATE runs SET status='queued', pid=NULL WHERE id=? AND status='running'",
+                                      (run_id,))
+        return cursor.rowcount == 1
+
+    def requeue_interrupted(self, run_id: str) -> bool:
+        """Queue a run this process interrupted on shutdown again (the next runner resumes it)."""
+        self.flush()
+        with _immediate(self._db):
+            cursor = self._db.execute("UPDATE runs SET status='queued', pid=NULL, ended_at=NULL WHERE id=?"
+                                      " AND status IN ('running', 'interrupted') AND cancel=0", (run_id,))
+        return cursor.rowcount == 1
+
+    def statuses(self, run_ids: Iterable[str]) -> dict[str, str]:
+        ids = list(run_ids)
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        return {str(r[0]): str(r[1]) for r in self._db.execute(f"SELECT id, status FROM runs WHERE id IN ({marks})",
+                                                                 ids)}
+
+    def events_after(self, after: int, *, run_id: str | None = None,
+                     limit: int = 5000) -> list[tuple[int, str, int, float, str, str | None, str | None]]:
+        """Stored events with an id above ``after`` (of one run, or of all): (id, run, session, t, kind,
+        task, data as JSON text), in order."""
+        if run_id is None:
+            rows = self._db.execute("SELECT id, run_id, session, t, kind, task_id, data FROM events WHERE id > ?"
+                                    " ORDER BY id LIMIT ?", (after, limit)).fetchall()
+        else:
+            rows = self._db.execute("SELECT id, run_id, session, t, kind, task_id, data FROM events"
+                                    " WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?",
+                                    (run_id, after, limit)).fetchall()
+        return [tuple(r) for r in rows]
+
+    def latest_events(self, run_ids: Iterable[str]) -> dict[str, int]:
+        """The id of each run's newest stored event (runs without events are left out)."""
+        ids = list(run_ids)
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        return {str(r[0]): int(r[1]) for r in self._db.execute(
+            f"SELECT run_id, MAX(id) FROM events WHERE run_id IN ({marks}) GROUP BY run_id", ids)}
+
+    def last_event_id(self) -> int:
+        row = self._db.execute("SELECT MAX(id) FROM events").fetchone()
+        return int(row[0] or 0)
 
     # -- tasks -------------------------------------------------------------------------
 
@@ -419,6 +560,28 @@ class RunStore:
                              [(run_id, t) for t in task_ids])
 
 
+def _zombie(pid: int) -> bool:
+    """A process that has exited but was not reaped (its parent died too, in a container whose init
+    does not reap): it answers signals but runs nothing."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+@contextlib.contextmanager
+def _immediate(db: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction taken at BEGIN (not at the first write): claims across processes."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 class _Tx:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
@@ -445,4 +608,5 @@ def _run_row(row: tuple[Any, ...]) -> RunRow:
         id=row[0], name=row[1], status=row[2], created_at=row[3], ended_at=row[4], spec_path=row[5],
         spec_text=row[6], overrides=json.loads(row[7] or "{}"), options=json.loads(row[8] or "{}"),
         sessions=row[9], error=row[10], summary=json.loads(row[11]) if row[11] else None,
+        started_at=row[12] if len(row) > 12 else None,
     )
