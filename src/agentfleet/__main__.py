@@ -1,0 +1,5 @@
+"""``python -m agentfleet``: the command line."""
+
+from .cli import main
+
+main()
