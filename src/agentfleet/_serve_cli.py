@@ -36,7 +36,7 @@ def serve(
     workers: Annotated[int, typer.Option(min=0, max=64, help="Runner processes executing runs "
                                                              "(0: inside the API process).")] = 1,
     max_runs: Annotated[int, typer.Option("--max-runs", min=1, max=10_000,
-                                          help="Runs each runner executes at once.")] = 8,
+                                          help="Runs each runner executes at once.")] = 32,
     rate_limit: Annotated[float, typer.Option("--rate-limit", min=0.1,
                                               help="Requests per second per token (bursts of twice that).")] = 200.0,
     max_body: Annotated[int, typer.Option("--max-body", min=1024, help="Largest request body, bytes.")] = 1 << 20,

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from ..errors import SpecError
+from ..plan import build_plan
 from ..spec import WorkflowSpec, parse_workflow
 
 __all__ = ["INLINE_MODES", "Catalog", "Entry", "Rejected"]
@@ -132,7 +133,7 @@ class Catalog:
             return spec
         if self.inline == "sim":
             _check_untrusted(text)
-        spec = self._checked(lambda: parse_workflow(text, file="<inline>", overrides=inputs or None), inputs)
+        spec = self._checked(lambda: _validated(text, "<inline>", inputs), inputs)
         if self.inline == "sim":  # what persona templates (``extends:``) brought in, too
             for name, agent in spec.agents.items():
                 kinds = {agent.provider, *(f.provider for f in agent.fallbacks)}
@@ -149,7 +150,7 @@ class Catalog:
         if spec is not None:
             self._parsed.move_to_end(key)
             return spec
-        spec = parse_workflow(path.read_bytes(), file=str(path), overrides=inputs or None)
+        spec = _validated(path.read_bytes(), str(path), inputs)
         self._remember(key, spec)
         return spec
 
@@ -175,6 +176,13 @@ class Catalog:
                         if p]
             raise Rejected(loc, message) from None
         return spec
+
+
+def _validated(text: str | bytes, file: str, inputs: dict[str, Any]) -> WorkflowSpec:
+    """Parse and validate, the graph too: an unknown agent or a cycle is the submitter's to fix now."""
+    spec = parse_workflow(text, file=file, overrides=inputs or None)
+    build_plan(spec)
+    return spec
 
 
 def _inputs_key(inputs: dict[str, Any]) -> str:

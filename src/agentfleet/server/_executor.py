@@ -35,7 +35,7 @@ log = logging.getLogger("agentfleet.server")
 class Executor:
     """Claims queued runs from the store at ``db`` and runs up to ``max_runs`` of them at once."""
 
-    def __init__(self, db: str, *, max_runs: int = 8, poll: float = 0.05, flush: float = 0.1,
+    def __init__(self, db: str, *, max_runs: int = 32, poll: float = 0.05, flush: float = 0.1,
                  watch_parent: bool = False) -> None:
         self.db = db
         self.max_runs = max_runs
@@ -125,7 +125,7 @@ class Executor:
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="agentfleet-runner", description="Run queued agentfleet runs.")
     parser.add_argument("--db", required=True)
-    parser.add_argument("--max-runs", type=int, default=8)
+    parser.add_argument("--max-runs", type=int, default=32)
     parser.add_argument("--nice", type=int, default=5)
     return parser.parse_args(argv)
 
