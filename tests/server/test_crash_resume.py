@@ -167,3 +167,21 @@ class TestCrashThenResume:
             text = "".join(stream.iter_text())
         assert text.count("event: end") == 1
         assert '"session":1' in text and '"session":2' in text
+
+
+class TestRunnerDeath:
+    def test_a_killed_runner_is_replaced_and_its_run_resumed(self, service: Service) -> None:
+        """kill -9 of the runner process alone: the service starts another, which resumes the run."""
+        import psutil
+
+        service.start()
+        run_id = service.client.post("/v1/runs", json={"workflow": "slow-layers"}).json()["id"]
+        run = service.wait_for(run_id, lambda r: {"a1", "a2"} <= _done(r))
+        assert service.proc is not None
+        (runner,) = psutil.Process(service.proc.pid).children()
+        runner.kill()
+        run = service.wait_for(run_id, lambda r: r["status"] in ("succeeded", "failed"))
+        assert run["status"] == "succeeded" and run["sessions"] == 2
+        (replacement,) = psutil.Process(service.proc.pid).children()
+        assert replacement.pid != runner.pid
+        assert service.client.get("/readyz").json()["workers"] == 1

@@ -56,6 +56,7 @@ from ._models import (
     RunList,
     RunRequest,
     RunSummary,
+    Stats,
     TaskView,
     WorkflowList,
     WorkflowView,
@@ -306,16 +307,20 @@ class Service:
 
     # views -----------------------------------------------------------------------------
 
-    def summary(self, row: RunRow) -> dict[str, Any]:
+    def summary(self, row: RunRow, live_counts: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
         status = row.status
         if status == "running" and self.store.owner_alive(row.id) is None:
             status = "stopped"
         summary = row.summary or {}
         start = row.started_at or row.created_at
+        counts = summary.get("counts")
+        if counts is None:  # still going (or stopped): what its tasks' rows say so far
+            known = live_counts if live_counts is not None else self.store.task_counts([row.id])
+            counts = known.get(row.id)
         return {"id": row.id, "workflow": row.name, "status": status, "created_at": row.created_at,
                 "started_at": row.started_at, "ended_at": row.ended_at,
                 "duration": (row.ended_at - start) if row.ended_at is not None and status in TERMINAL else None,
-                "error": row.error, "counts": summary.get("counts") or {}, "cost_usd": summary.get("cost_usd")}
+                "error": row.error, "counts": counts or {}, "cost_usd": summary.get("cost_usd")}
 
 
 # -- the app -------------------------------------------------------------------------------
@@ -435,6 +440,13 @@ def create_app(config: ServiceConfig) -> FastAPI:
         """The service's metrics in Prometheus text format (needs a read token)."""
         return Response(generate_latest(service.metrics), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    @app.get("/v1/stats", response_model=Stats, tags=["health"])
+    async def stats(_: Reader) -> Stats:
+        """Runs in the database by status, the queue's depth, runners alive and open event streams."""
+        counts = service.store.status_counts()
+        return Stats(runs=counts, queued=counts.get("queued", 0), runners=service.workers_alive(),
+                     streams=service.feed.streams)
+
     # workflows and runs -------------------------------------------------------------------
 
     @app.get("/v1/workflows", response_model=WorkflowList, tags=["workflows"])
@@ -482,7 +494,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = _encode_cursor(rows[-1]) if more and rows else None
-        return RunList(runs=[RunSummary(**service.summary(r)) for r in rows], next_cursor=next_cursor)
+        going = service.store.task_counts([r.id for r in rows if not (r.summary or {}).get("counts")])
+        return RunList(runs=[RunSummary(**service.summary(r, going)) for r in rows], next_cursor=next_cursor)
 
     def _row(run_id: str) -> RunRow:
         row = service.store.find_run(run_id)

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "Error", "Health", "Ready", "RunAccepted", "RunDetail", "RunList", "RunOptions", "RunRequest", "RunSummary",
-    "TaskView", "ValidationErrorBody", "WorkflowList", "WorkflowView",
+    "Stats", "TaskView", "ValidationErrorBody", "WorkflowList", "WorkflowView",
 ]
 
 RunStatus = Literal["queued", "running", "succeeded", "failed", "interrupted", "cancelled", "stopped"]
@@ -112,6 +112,15 @@ class WorkflowView(BaseModel):
 
 class WorkflowList(BaseModel):
     workflows: list[WorkflowView]
+
+
+class Stats(BaseModel):
+    """The service at a glance: runs in the database by status, the queue, runners, open streams."""
+
+    runs: dict[str, int]
+    queued: int
+    runners: int
+    streams: int
 
 
 class Health(BaseModel):

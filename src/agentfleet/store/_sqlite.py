@@ -241,8 +241,8 @@ class RunStore:
     def finish_run(self, run_id: str, status: str, *, error: str | None = None,
                    summary: dict[str, Any] | None = None) -> None:
         self.flush()
-        self._db.execute(
-            "UPDATE runs SET status=?, ended_at=?, error=?, summary=? WHERE id=?",
+        self._db.execute(  # no summary given: the one an earlier finish wrote stays
+            "UPDATE runs SET status=?, ended_at=?, error=?, summary=COALESCE(?, summary) WHERE id=?",
             (status, time.time(), error, json.dumps(summary) if summary is not None else None, run_id),
         )
 
@@ -383,6 +383,18 @@ class RunStore:
                                     " WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?",
                                     (run_id, after, limit)).fetchall()
         return [tuple(r) for r in rows]
+
+    def task_counts(self, run_ids: Iterable[str]) -> dict[str, dict[str, int]]:
+        """Each run's tasks by state, as its rows stand (a running run's progress)."""
+        ids = list(run_ids)
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        out: dict[str, dict[str, int]] = {}
+        for run_id, state, n in self._db.execute(
+                f"SELECT run_id, state, COUNT(*) FROM tasks WHERE run_id IN ({marks}) GROUP BY run_id, state", ids):
+            out.setdefault(str(run_id), {})[str(state)] = int(n)
+        return out
 
     def latest_events(self, run_ids: Iterable[str]) -> dict[str, int]:
         """The id of each run's newest stored event (runs without events are left out)."""
