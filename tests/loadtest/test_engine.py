@@ -297,6 +297,19 @@ class TestHttpClient:
                    for _, r in seen)
         assert client_stats.requests == 500 and client_stats.reused >= 500 - client_stats.opened
 
+    def test_an_empty_path_is_the_base_url_itself(self) -> None:
+        """A target URL's own path is requested as given: POST /v1/runs, not /v1/runs/ (a redirect)."""
+
+        async def main() -> list[bytes]:
+            client = HttpClient("http://127.0.0.1:9/v1/runs")
+            root = HttpClient("http://127.0.0.1:9")
+            return [client.encode("POST", ""), client.encode("GET", "/x"), root.encode("GET", "")]
+
+        with_path, below, bare = asyncio.run(main())
+        assert with_path.startswith(b"POST /v1/runs HTTP/1.1\r\n")
+        assert below.startswith(b"GET /v1/runs/x HTTP/1.1\r\n")
+        assert bare.startswith(b"GET / HTTP/1.1\r\n")
+
     def test_connection_close_and_bodies(self) -> None:
         """A POST with a body and ``connection: close`` works, one connection per request."""
         with LocalServer("trivial") as server:

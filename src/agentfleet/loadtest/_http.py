@@ -356,7 +356,7 @@ class _Connection(asyncio.Protocol):
         self.parser = self.exchange = None
         now = self.loop.time()
         status = parser.status
-        ok = 200 <= status < 400
+        ok = 200 <= status < 300  # redirects are not followed: a 3xx did not do the work
         times = parser.token_times
         start = exchange.start
         if times is not None:
@@ -456,7 +456,10 @@ class HttpClient:
                     self.scheme, self.host, self.port):
                 raise ValueError(f"{path!r} is not on this client's origin {self.scheme}://{self.authority}")
             path = parts.path + (f"?{parts.query}" if parts.query else "")
-        target = self.base_path + (path if path.startswith("/") else "/" + path)
+        if not path:  # the base URL itself, as given (POST /v1/runs, not /v1/runs/)
+            target = self.base_path or "/"
+        else:
+            target = self.base_path + (path if path.startswith("/") else "/" + path)
         data = body.encode() if isinstance(body, str) else (body or b"")
         merged = {k.lower(): v for k, v in {**self.headers, **(headers or {})}.items()}
         if data or method.upper() in ("POST", "PUT", "PATCH"):

@@ -93,7 +93,10 @@ class ServiceConfig:
 
 
 class BodyLimit:
-    """413 for a request body over ``limit`` bytes, by its Content-Length or as it streams in."""
+    """413 for a request body over ``limit`` bytes, by its Content-Length or as it streams in.
+
+    A body is read here, up to the limit, before the app sees it (so a chunked body that grows too
+    large is a 413, not a parse error), then handed on in one piece."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -103,6 +106,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        has_body = False
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -112,28 +116,29 @@ class BodyLimit:
                 if declared > self.limit:
                     await self._too_large(send)
                     return
+                has_body = has_body or declared > 0
+            elif name == b"transfer-encoding":
+                has_body = True
+        if not has_body:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
         seen = 0
-        started = False
-
-        async def counted() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
-
-        async def watch(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, watch)
-        except _TooLarge:
-            if not started:
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message], receive), send)  # the client went away
+                return
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.limit:
                 await self._too_large(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        whole: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([whole], receive), send)
 
     async def _too_large(self, send: Send) -> None:
         body = json.dumps({"detail": f"request body is larger than {self.limit} bytes"}).encode()
@@ -143,8 +148,16 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-class _TooLarge(Exception):
-    pass
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A receive that gives ``messages`` first, then the connection's own."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
 
 
 class RequestMetrics:
@@ -265,11 +278,11 @@ class Service:
                     self.recover()
                     self.processes[i] = self._spawn()
 
-    def queued(self) -> int:
-        """Runs waiting for a runner, counted at most every quarter second (counting is a scan of the
-        queue, which is long exactly when submissions come fastest)."""
-        now = self.config.clock()
-        if now - self._queued_at >= 0.25:
+    def queued(self, *, exact: bool = False) -> int:
+        """Runs waiting for a runner, counted at most every quarter second unless ``exact`` (counting is
+        a scan of the queue, which is long exactly when submissions come fastest)."""
+        now = time.monotonic()
+        if exact or now - self._queued_at >= 0.25:
             self._queued, self._queued_at, self._since_count = self.store.queued_count(), now, 0
         return self._queued + self._since_count
 
@@ -309,7 +322,7 @@ class Service:
 
     def summary(self, row: RunRow, live_counts: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
         status = row.status
-        if status == "running" and self.store.owner_alive(row.id) is None:
+        if status == "running" and self.store.owner_alive(row.id, mine=True) is None:
             status = "stopped"
         summary = row.summary or {}
         start = row.started_at or row.created_at
@@ -457,12 +470,13 @@ def create_app(config: ServiceConfig) -> FastAPI:
                          tasks=e.tasks) for e in service.catalog.entries()])
 
     @app.post("/v1/runs", status_code=202, response_model=RunAccepted, tags=["runs"],
-              responses={403: {"model": Error, "description": "Forbidden by the token's scope or the inline policy"},
+              responses={400: {"model": Error, "description": "The body is not JSON text (not UTF-8, say)"},
+                         403: {"model": Error, "description": "Forbidden by the token's scope or the inline policy"},
                          413: {"model": Error, "description": "Body too large"},
                          503: {"model": Error, "description": "Queue full; see Retry-After"}})
     async def submit(body: RunRequest, _: Submitter) -> JSONResponse:
         """Queue a run; answers before it starts, with its id and where to follow it."""
-        if service.queued() >= config.max_queued:
+        if service.queued() >= config.max_queued and service.queued(exact=True) >= config.max_queued:
             return JSONResponse({"detail": f"{config.max_queued} runs are already queued; try again later"}, 503,
                                 headers={"Retry-After": "5"})
         if body.workflow is not None:
@@ -471,10 +485,11 @@ def create_app(config: ServiceConfig) -> FastAPI:
             assert body.yaml is not None
             spec, path = service.catalog.parse_inline(body.yaml, body.inputs), "<inline>"
         options: dict[str, Any] = {"service": True, **body.options.model_dump(exclude_none=True)}
+        created = time.time()
         run_id = service.store.create_run(name=spec.name, spec_path=path, spec_text=spec.source_text,
-                                          overrides=body.inputs, options=options, queued=True)
+                                          overrides=body.inputs, options=options, queued=True, created_at=created)
         service.note_submitted()
-        accepted = RunAccepted(id=run_id, status="queued", workflow=spec.name, created_at=time.time(),
+        accepted = RunAccepted(id=run_id, status="queued", workflow=spec.name, created_at=created,
                                links=Links(self=f"/v1/runs/{run_id}", events=f"/v1/runs/{run_id}/events",
                                            report=f"/v1/runs/{run_id}/report",
                                            dashboard=f"/dashboard/#/runs/{run_id}"))
@@ -527,7 +542,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     @app.get("/v1/runs/{run_id}/events", tags=["runs"], response_class=StreamingResponse,
              responses={**not_found_response,
-                        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        200: {"content": {"text/event-stream": {"schema": _SSE_EVENT}},
                               "description": "Server-Sent Events: the run's events, then `event: end`"}})
     async def events(
         run_id: RunId,
@@ -541,9 +556,11 @@ def create_app(config: ServiceConfig) -> FastAPI:
         start = after or 0
         if last_event_id is not None and last_event_id.strip():
             try:
-                start = max(0, int(last_event_id))
+                start = int(last_event_id)
             except ValueError:
-                raise Rejected(["header", "Last-Event-ID"], "must be an event id (an integer)") from None
+                start = -1
+            if not 0 <= start < 2**62:
+                raise Rejected(["header", "Last-Event-ID"], "must be an event id (a whole number from 0)")
         return StreamingResponse(service.feed.stream(run_id, start), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -553,7 +570,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
         from .._report import stored_report
 
         row = _row(run_id)
-        return JSONResponse(json.loads(json.dumps(stored_report(service.store, row).to_dict(), default=str)))
+        body = stored_report(service.store, row).to_dict()
+        body["status"] = service.summary(row)["status"]  # a run of this very process (--workers 0) is not stopped
+        return JSONResponse(json.loads(json.dumps(body, default=str)))
 
     # the dashboard ------------------------------------------------------------------------
 
@@ -563,6 +582,27 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     app.mount("/dashboard", StaticFiles(directory=STATIC, html=True, check_dir=False), name="dashboard")
     return app
+
+
+# One event of the stream (OpenAPI 3.1: the schema of an event stream describes each event); its
+# data is JSON: a stored event, or for ``event: end`` the run's final status.
+_SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "id": {"type": "string", "description": "the event's id (send it back as Last-Event-ID)"},
+        "event": {"type": "string", "description": "the event's kind, or 'end'"},
+        "retry": {"type": "integer"},
+        "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": {"oneOf": [
+            {"type": "object", "required": ["id", "t", "kind", "task", "session", "data"], "properties": {
+                "id": {"type": "integer"}, "t": {"type": "number"}, "kind": {"type": "string"},
+                "task": {"type": ["string", "null"]}, "session": {"type": "integer"},
+                "data": {"type": ["object", "null"]}}},
+            {"type": "object", "required": ["status"], "additionalProperties": False,
+             "properties": {"status": {"type": "string"}}},
+        ]}},
+    },
+}
 
 
 def _encode_cursor(row: RunRow) -> str:

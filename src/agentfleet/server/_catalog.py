@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ INLINE_MODES = ("sim", "trusted", "off")
 _UNSAFE_KEYS = frozenset({"include", "hooks", "command", "python", "module", "webhook", "validator", "redis",
                           "base_url", "url", "api_key_env", "env", "cwd", "workers"})
 _CACHE = 256
+RESCAN = 1.0  # seconds between looks at the directory
 
 
 class Rejected(Exception):
@@ -63,13 +66,16 @@ class Entry:
 class Catalog:
     """Named workflows from ``directory`` (``*.yaml``/``*.yml``, by ``name:`` and by file stem)."""
 
-    def __init__(self, directory: str | os.PathLike[str] | None, *, inline: str = "sim") -> None:
+    def __init__(self, directory: str | os.PathLike[str] | None, *, inline: str = "sim",
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if inline not in INLINE_MODES:
             raise SpecError(f"--inline must be one of {', '.join(INLINE_MODES)}, not {inline!r}")
         self.directory = Path(directory) if directory is not None else None
         self.inline = inline
         self._entries: dict[str, Entry] = {}
         self._scanned: tuple[float, int] | None = None
+        self._clock = clock
+        self._looked = float("-inf")
         self._parsed: OrderedDict[tuple[Any, ...], WorkflowSpec] = OrderedDict()
         self._bad: dict[Path, str] = {}  # files that do not validate, with why (listed in the log, not served)
 
@@ -86,7 +92,12 @@ class Catalog:
         return dict(self._bad)
 
     def _rescan(self) -> None:
-        """Read the directory again when it changed (files added, removed or edited)."""
+        """Read the directory again when it changed (files added, removed or edited); looked at no more
+        than once a second (listing it costs more than the rest of a submission)."""
+        now = self._clock()
+        if now - self._looked < RESCAN:
+            return
+        self._looked = now
         if self.directory is None or not self.directory.is_dir():
             self._entries = {}
             return

@@ -106,7 +106,8 @@ class Executor:
 
     async def _run(self, store: RunStore, row: RunRow) -> None:
         from .._api import runner_for
-        from .._report import bottlenecks, insights_for
+        from .._insights import save_bottlenecks
+        from .._report import bottlenecks
         from ..analysis import analyze
         from ..spec import parse_workflow
 
@@ -118,8 +119,11 @@ class Executor:
         result = await (runner.run(resume=row.id) if resume else runner.run(start=row.id))
         # Kept beside the run like ``agentfleet run`` does: recurring bottlenecks across runs.
         rep = analyze(result.records, max_parallel=result.max_parallel, latency_scale=result.latency_scale)
-        insights_for(store, result.run_id, result.name, result.records, bottlenecks(result.records, rep, runner.plan),
-                     save=True)
+        if result.run_id is not None:
+            try:
+                save_bottlenecks(store, result.run_id, bottlenecks(result.records, rep, runner.plan))
+            except AgentFleetError:
+                log.warning("run %s: could not keep its bottlenecks", result.run_id, exc_info=True)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

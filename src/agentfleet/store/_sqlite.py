@@ -191,10 +191,10 @@ class RunStore:
 
     def create_run(self, *, name: str, spec_path: str | None, spec_text: str | None,
                    overrides: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
-                   queued: bool = False) -> str:
+                   queued: bool = False, created_at: float | None = None) -> str:
         """A new run row, running in this process, or (``queued``) waiting for a process to claim it."""
         run_id = uuid.uuid4().hex[:10]
-        now = time.time()
+        now = time.time() if created_at is None else created_at
         owner: tuple[Any, ...] = (None, None, None) if queued else (os.getpid(), socket.gethostname(), now)
         try:
             self._db.execute(
@@ -207,14 +207,15 @@ class RunStore:
             raise StoreError(f"cannot write to the run database: {exc}", path=self.path) from None
         return run_id
 
-    def owner_alive(self, run_id: str) -> int | None:
-        """The pid of a live process on this host that is running ``run_id``, else None."""
+    def owner_alive(self, run_id: str, *, mine: bool = False) -> int | None:
+        """The pid of a live process on this host that is running ``run_id``, else None. This process
+        counts only with ``mine`` (a resume from here is never refused by itself)."""
         row = self._db.execute("SELECT status, pid, host FROM runs WHERE id = ?", (self.resolve(run_id),)).fetchone()
         if row is None or row[0] != "running" or row[1] is None or row[2] != socket.gethostname():
             return None
         pid = int(row[1])
         if pid == os.getpid():
-            return None
+            return pid if mine else None
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
