@@ -24,7 +24,7 @@ from typing import Any
 
 from rich.console import Console
 
-from . import _floor, _langgraph, _loadgen, _ours, _ray, _resilience, _runtime, _telemetry
+from . import _floor, _langgraph, _loadgen, _ours, _ray, _resilience, _runtime, _service, _telemetry
 from ._harness import Case, Sample, measure, profile_case, skipped
 from ._report import RESULTS_DIR, environment, installed, render, write_json
 from ._sizes import FULL, QUICK, Sizes
@@ -49,6 +49,7 @@ _SUITES: dict[str, Callable[..., dict[str, Any]]] = {
     "resilience": _resilience.run_resilience_suite,
     "telemetry": _telemetry.run_telemetry_suite,
     "loadgen": _loadgen.run_loadgen_suite,
+    "service": _service.run_service_suite,
 }
 
 
