@@ -298,6 +298,9 @@ def resume(
             if row.status == "succeeded":
                 err.print(f"run {row.id} already succeeded; nothing to resume")
                 raise typer.Exit(0)
+            if row.status == "queued" and not force:
+                raise SpecError(f"run {row.id} is queued for agentfleet serve, which will run it; resuming it here "
+                                "too would execute its tasks twice (pass --force if no service uses this database)")
             owner = store.owner_alive(row.id)
             if owner is not None and not force:
                 raise SpecError(f"run {row.id} is still running in process {owner}; stop it first "

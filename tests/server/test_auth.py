@@ -60,6 +60,20 @@ class TestTokens:
             Tokens.parse(env, file)
         assert info.value.exit_code == 2
 
+    def test_a_hash_inside_a_token_is_kept(self, tmp_path: Path) -> None:
+        """Only '#' at a line's start or after a space starts a comment: a token may contain one."""
+        file = tmp_path / "tokens"
+        file.write_text("abc#defgh1234 read # the reader\n", encoding="utf-8")
+        tokens = Tokens.parse(None, file)
+        assert tokens.check("abc#defgh1234") is not None and tokens.check("abc") is None
+
+    def test_tokens_sharing_a_prefix_have_their_own_buckets(self) -> None:
+        """The rate-limit key is the token's digest, not its displayed prefix."""
+        tokens = Tokens.parse("submittok1,submittok2")
+        one, two = tokens.check("submittok1"), tokens.check("submittok2")
+        assert one is not None and two is not None
+        assert one.label == two.label and one.key != two.key
+
     def test_missing_file_is_named(self, tmp_path: Path) -> None:
         """A tokens file that cannot be read names itself."""
         with pytest.raises(TokenError, match=r"nope\.txt: cannot read"):

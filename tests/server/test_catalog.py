@@ -122,3 +122,54 @@ class TestInline:
         with pytest.raises(Rejected) as info:
             Catalog(None, inline="off").parse_inline(FLOW.format(name="x"), {})
         assert info.value.status == 403
+
+
+class TestHostileInline:
+    def test_a_yaml_version_header_does_not_skip_the_policy(self) -> None:
+        """Text read by the workflow parser itself: a %YAML header cannot smuggle hooks past the check."""
+        text = "%YAML 1.1\n---\n" + FLOW.format(name="inline") + "hooks:\n  on_run_end: ['id > /tmp/pwned']\n"
+        with pytest.raises(Rejected) as info:
+            Catalog(None).parse_inline(text, {})
+        assert info.value.status == 403 and "hooks" in info.value.loc
+
+    @pytest.mark.parametrize("text", [
+        "[" * 100_000,  # a C parser would overflow its stack on this
+        "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+        "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+        "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n",
+    ])
+    def test_deep_nesting_and_alias_bombs_are_422(self, text: str) -> None:
+        """Bounded reading: too deep or too many values is a 422 on body.yaml, not a crash or a stall."""
+        with pytest.raises(Rejected) as info:
+            Catalog(None).parse_inline(text, {})
+        assert info.value.status == 422 and info.value.loc == ["body", "yaml"]
+
+    def test_memory_is_not_for_inline_workflows(self) -> None:
+        """remember: and memory: reach the operator's shared agent memory: 403 under inline=sim."""
+        text = FLOW.format(name="inline").replace(
+            '"Edit {{ inputs.draft }}"}', '"Edit {{ inputs.draft }}", remember: {category: mistakes}}')
+        with pytest.raises(Rejected) as info:
+            Catalog(None).parse_inline(text, {})
+        assert info.value.status == 403 and "remember" in info.value.loc
+
+    def test_oversized_inline_is_refused(self) -> None:
+        """Inline workflows are capped (64 KiB): a larger one belongs in the workflows directory."""
+        text = FLOW.format(name="inline") + "# " + "x" * 70_000 + "\n"
+        with pytest.raises(Rejected, match="at most 64 KiB"):
+            Catalog(None).parse_inline(text, {})
+
+    def test_a_value_that_looks_like_a_date_and_is_not_is_422(self, tmp_path: Path) -> None:
+        """2020-13-01 in an input or in the YAML is a 422 naming it, not a 500."""
+        text = FLOW.format(name="inline").replace("topic: caching", "topic: 2020-13-01")
+        with pytest.raises(Rejected, match="2020-13-01"):
+            Catalog(None).parse_inline(text, {})
+
+    def test_an_alias_bomb_in_an_input_is_not_expanded(self, tmp_path: Path) -> None:
+        """An input string is read with the same bounds as a file: an alias bomb stays a string."""
+        folder = _dir(tmp_path)
+        (folder / "listy.yaml").write_text(FLOW.format(name="listy").replace("topic: caching", "topic: [a, b]"),
+                                           encoding="utf-8")
+        bomb = ("&a [x, x, x, x, x, x, x, x, x, x]" + "".join(
+            f" , &l{i} [{', '.join(['*a' if i == 0 else f'*l{i - 1}'] * 10)}]" for i in range(7)))
+        spec, _ = Catalog(folder).resolve("listy", {"topic": f"[{bomb}]"})
+        assert isinstance(spec.vars["topic"], str)

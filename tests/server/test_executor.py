@@ -78,6 +78,32 @@ class TestClaims:
             assert store.get_run(first).status == "cancelled"
 
 
+    def test_cancelling_a_run_whose_process_is_gone_ends_it(self, tmp_path: Path) -> None:
+        """A 'running' run with no live process (a crash) is cancelled at once: nobody else would."""
+        db = str(tmp_path / "a.db")
+        (run,) = _queue(db, 1)
+        with RunStore(db) as store:
+            store.claim_queued(1)
+            store._db.execute("UPDATE runs SET pid = 999999999 WHERE id = ?", (run,))  # a pid that is not running
+            assert store.request_cancel(run) == "cancelled"
+            assert store.get_run(run).status == "cancelled"
+
+
+    def test_the_cli_does_not_resume_a_run_queued_for_the_service(self, tmp_path: Path) -> None:
+        """``agentfleet resume`` of a queued run is refused (the service will run it), exit 2."""
+        from typer.testing import CliRunner
+
+        from agentfleet.cli import app
+
+        db = str(tmp_path / "a.db")
+        (run,) = _queue(db, 1)
+        result = CliRunner().invoke(app, ["resume", run, "--db", db])
+        assert result.exit_code == 2
+        assert "queued for agentfleet serve" in result.output
+        with RunStore(db) as store:
+            assert store.get_run(run).status == "queued"
+
+
 class TestExecutor:
     def test_runs_queued_runs_to_the_end(self, tmp_path: Path) -> None:
         """Every queued run is executed once and stored like a CLI run (tasks, results, events)."""

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import jinja2
 import jinja2.meta
 from jinja2 import nodes as jnodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import PlanError
 from ..spec._models import AgentSpec, TaskSpec, WorkflowSpec
@@ -26,7 +27,9 @@ __all__ = ["AGGREGATE_AGENT", "MapKind", "Plan", "Step", "build_plan", "template
 
 MapKind = Literal["none", "static", "dynamic", "zip"]
 
-_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+# Sandboxed: a template is text from the workflow (and, through the service, from whoever submits
+# it); it may read the values it is given, never reach Python internals (``''.__class__...``).
+_ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 def _json_default(value: object) -> Any:

@@ -532,7 +532,7 @@ class Runner:
         as that run's first session instead of a new row."""
         self._hooks.validate()
         if (resume is not None or start is not None) and self.store is None:
-            raise AgentFleetError("resuming or starting a stored run needs a run store")
+            raise AgentFleetError(f"{'resuming' if resume is not None else 'starting a stored run'} needs a run store")
         # Providers first: a missing key or unknown provider is an error before any run row exists.
         try:
             if self._bus_given:

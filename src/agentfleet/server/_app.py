@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -248,8 +249,6 @@ class Service:
         return requeued
 
     async def start(self) -> None:
-        import asyncio
-
         if self.config.recover:
             self.recover()
         if self.config.workers == 0:
@@ -268,10 +267,12 @@ class Service:
 
     async def _supervise(self) -> None:
         """Replace a runner process that died; its runs are queued again and resumed."""
-        import asyncio
-
+        beats = 0
         while True:
             await asyncio.sleep(1.0)
+            beats += 1
+            if beats % 30 == 0:  # runs an earlier service left behind after this one started
+                self.recover()
             for i, proc in enumerate(self.processes):
                 if proc.poll() is not None:
                     log.error("runner process %d exited with %s; starting another", proc.pid, proc.returncode)
@@ -296,8 +297,6 @@ class Service:
         return sum(1 for p in self.processes if p.poll() is None)
 
     async def stop(self) -> None:
-        import asyncio
-
         self.ready.set(0)
         if self._supervisor is not None:
             self._supervisor.cancel()
@@ -361,7 +360,7 @@ def _access(scope: str) -> Callable[..., Awaitable[Token]]:
             service.rejected.labels("unauthorized").inc()
             raise HTTPException(401, "missing or unknown bearer token (Authorization: Bearer TOKEN)",
                                 headers={"WWW-Authenticate": "Bearer"})
-        wait = service.limiter.acquire(token.label)
+        wait = service.limiter.acquire(token.key)
         if wait > 0:
             service.rejected.labels("rate_limited").inc()
             raise HTTPException(429, f"over {service.config.rate:g} requests per second for this token",
@@ -483,7 +482,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
             spec, path = service.catalog.resolve(body.workflow, body.inputs)
         else:
             assert body.yaml is not None
-            spec, path = service.catalog.parse_inline(body.yaml, body.inputs), "<inline>"
+            # Parsed off the event loop: an inline workflow is new text, up to 64 KiB of it.
+            spec = await asyncio.to_thread(service.catalog.parse_inline, body.yaml, body.inputs)
+            path = "<inline>"
         options: dict[str, Any] = {"service": True, **body.options.model_dump(exclude_none=True)}
         created = time.time()
         run_id = service.store.create_run(name=spec.name, spec_path=path, spec_text=spec.source_text,
@@ -523,10 +524,10 @@ def create_app(config: ServiceConfig) -> FastAPI:
         """A run's status, its tasks and their outputs."""
         row = _row(run_id)
         facts = {**row.options, **(row.summary or {})}
+        records = await asyncio.to_thread(_read, config.db, lambda store: store.load_tasks(row.id))
         tasks = [TaskView(id=r.task_id, agent=r.agent, state=r.state, ready_at=r.ready_at, started_at=r.started_at,
                           ended_at=r.ended_at, attempts=r.attempts, tokens_in=r.tokens_in, tokens_out=r.tokens_out,
-                          provider=r.provider, error=r.error, output=_jsonable(r.output))
-                 for r in service.store.load_tasks(row.id)]
+                          provider=r.provider, error=r.error, output=_jsonable(r.output)) for r in records]
         return RunDetail(**service.summary(row), sessions=row.sessions, max_parallel=facts.get("max_parallel"),
                          scale=facts.get("latency_scale") or facts.get("scale"), tasks=tasks)
 
@@ -534,7 +535,11 @@ def create_app(config: ServiceConfig) -> FastAPI:
               responses={**not_found_response, 409: {"model": Error, "description": "The run already ended"}})
     async def cancel(run_id: RunId, _: Submitter) -> CancelAnswer:
         """Stop a run: a queued one never starts, a running one is cancelled within a moment (resumable)."""
-        _row(run_id)
+        row = _row(run_id)
+        if not row.options.get("service") and row.status == "running" \
+                and service.store.owner_alive(run_id, mine=True) is not None:
+            raise HTTPException(409, f"run {run_id} is executed by an agentfleet command, not by this service; "
+                                     "stop it there (Ctrl-C)")
         status = service.store.request_cancel(run_id)
         if status is None:
             raise HTTPException(409, f"run {run_id} already ended")
@@ -570,7 +575,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
         from .._report import stored_report
 
         row = _row(run_id)
-        body = stored_report(service.store, row).to_dict()
+        # Analysis is CPU work (what-if replays): off the event loop, on a connection of its own.
+        body = await asyncio.to_thread(_read, config.db, lambda store: stored_report(store, row).to_dict())
         body["status"] = service.summary(row)["status"]  # a run of this very process (--workers 0) is not stopped
         return JSONResponse(json.loads(json.dumps(body, default=str)))
 
@@ -603,6 +609,12 @@ _SSE_EVENT: dict[str, Any] = {
         ]}},
     },
 }
+
+
+def _read(db: str, read: Callable[[RunStore], Any]) -> Any:
+    """``read(store)`` on a connection of its own (for a worker thread)."""
+    with RunStore(db, create=False) as store:
+        return read(store)
 
 
 def _encode_cursor(row: RunRow) -> str:

@@ -9,9 +9,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import math
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ class Token:
     secret: bytes
     scope: str
     label: str  # what logs and metrics may show: the scope and the token's first characters
+    key: str  # the token's own rate-limit bucket (a digest: two tokens never share one)
 
 
 class Tokens:
@@ -49,7 +52,8 @@ class Tokens:
                 raise TokenError(f"token scope {scope!r} is not one of: {', '.join(SCOPES)}")
             if len(secret) < 8:
                 raise TokenError(f"a token must be at least 8 characters (got one of {len(secret)} for scope {scope})")
-            self._tokens.append(Token(secret.encode(), scope, f"{scope}:{secret[:4]}…"))
+            digest = hashlib.sha256(secret.encode()).hexdigest()[:16]
+            self._tokens.append(Token(secret.encode(), scope, f"{scope}:{secret[:4]}…", digest))
 
     def __len__(self) -> int:
         return len(self._tokens)
@@ -69,7 +73,7 @@ class Tokens:
             except OSError as exc:
                 raise TokenError(f"--tokens-file {file}: cannot read: {exc.strerror or exc}") from None
             for n, line in enumerate(text.splitlines(), 1):
-                line = line.split("#", 1)[0].strip()
+                line = re.split(r"(?:^|\s)#", line, maxsplit=1)[0].strip()  # a comment; '#' inside a token stays
                 if not line:
                     continue
                 parts = line.split()

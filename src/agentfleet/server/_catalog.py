@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -24,18 +25,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import SpecError
 from ..plan import build_plan
 from ..spec import WorkflowSpec, parse_workflow
+from ..spec._loader import _compose
 
 __all__ = ["INLINE_MODES", "Catalog", "Entry", "Rejected"]
 
 INLINE_MODES = ("sim", "trusted", "off")
 #: keys an untrusted inline workflow may not use anywhere: they run code, read files or reach out
 _UNSAFE_KEYS = frozenset({"include", "hooks", "command", "python", "module", "webhook", "validator", "redis",
-                          "base_url", "url", "api_key_env", "env", "cwd", "workers"})
+                          "base_url", "url", "api_key_env", "env", "cwd", "workers",
+                          # the agents' memory is shared with the operator's workflows
+                          "remember", "memory"})
+#: the largest inline workflow accepted, and the largest kept parsed (the parse keeps a line per value)
+MAX_INLINE = 64 * 1024
+CACHE_INLINE = 16 * 1024
 _CACHE = 256
 RESCAN = 1.0  # seconds between looks at the directory
 
@@ -76,6 +81,7 @@ class Catalog:
         self._scanned: tuple[float, int] | None = None
         self._clock = clock
         self._looked = float("-inf")
+        self._lock = threading.Lock()
         self._parsed: OrderedDict[tuple[Any, ...], WorkflowSpec] = OrderedDict()
         self._bad: dict[Path, str] = {}  # files that do not validate, with why (listed in the log, not served)
 
@@ -113,7 +119,7 @@ class Catalog:
         for file in files:
             try:
                 spec = self._parse_file(file, {})
-            except SpecError as exc:
+            except (SpecError, OSError) as exc:  # invalid, or gone since the listing
                 self._bad[file] = str(exc)
                 continue
             entry = Entry(name=spec.name, path=file, description=spec.description or "",
@@ -130,18 +136,26 @@ class Catalog:
         if entry is None:
             known = ", ".join(sorted({e.name for e in self._entries.values()})) or "none (no --workflows directory)"
             raise Rejected(["body", "workflow"], f"no workflow named {name!r}; known: {known}")
-        return self._checked(lambda: self._parse_file(entry.path, inputs), inputs), str(entry.path)
+        try:
+            return self._checked(lambda: self._parse_file(entry.path, inputs), inputs), str(entry.path)
+        except OSError:  # removed since the directory was last listed
+            self._looked = float("-inf")
+            raise Rejected(["body", "workflow"], f"workflow {name!r} is no longer in the workflows directory") from None
 
     def parse_inline(self, text: str, inputs: dict[str, Any]) -> WorkflowSpec:
         """The validated inline workflow ``text``, checked against the inline policy."""
         if self.inline == "off":
             raise Rejected(["body", "yaml"], "this service does not accept inline workflows (--inline off); "
                            "submit one by name from GET /v1/workflows", status=403)
+        if len(text) > MAX_INLINE:
+            raise Rejected(["body", "yaml"], f"an inline workflow may be at most {MAX_INLINE // 1024} KiB; "
+                           "put a larger one in the --workflows directory")
         key = ("inline", text, _inputs_key(inputs))
-        spec = self._parsed.get(key)
-        if spec is not None:
-            self._parsed.move_to_end(key)
-            return spec
+        with self._lock:
+            spec = self._parsed.get(key)
+            if spec is not None:
+                self._parsed.move_to_end(key)
+                return spec
         if self.inline == "sim":
             _check_untrusted(text)
         spec = self._checked(lambda: _validated(text, "<inline>", inputs), inputs)
@@ -151,7 +165,8 @@ class Catalog:
                 if {k.strip().lower() for k in kinds} != {"sim"}:
                     raise Rejected(["body", "yaml", "agents", name, "provider"], "inline workflows may only use the "
                                    "sim provider on this service (--inline sim)", status=403)
-        self._remember(key, spec)
+        if len(text) <= CACHE_INLINE:
+            self._remember(key, spec)
         return spec
 
     def _parse_file(self, path: Path, inputs: dict[str, Any]) -> WorkflowSpec:
@@ -166,9 +181,10 @@ class Catalog:
         return spec
 
     def _remember(self, key: tuple[Any, ...], spec: WorkflowSpec) -> None:
-        self._parsed[key] = spec
-        if len(self._parsed) > _CACHE:
-            self._parsed.popitem(last=False)
+        with self._lock:  # inline workflows are parsed in worker threads
+            self._parsed[key] = spec
+            if len(self._parsed) > _CACHE:
+                self._parsed.popitem(last=False)
 
     @staticmethod
     def _checked(parse: Any, inputs: dict[str, Any]) -> WorkflowSpec:
@@ -201,11 +217,13 @@ def _inputs_key(inputs: dict[str, Any]) -> str:
 
 
 def _check_untrusted(text: str) -> None:
-    """Refuse what an inline workflow may not do under ``--inline sim`` (see the module notes)."""
+    """Refuse what an inline workflow may not do under ``--inline sim`` (see the module notes). The
+    text is read by the workflow parser's own bounded reader (depth, values, aliases), so what is
+    checked here is exactly what would run; text it cannot read is refused with its reason."""
     try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError:
-        return  # the parser proper reports where
+        data, _ = _compose(text, "<inline>")
+    except SpecError as exc:
+        raise Rejected(["body", "yaml"], exc.message + (f" (line {exc.line})" if exc.line else "")) from None
     if not isinstance(data, dict):
         return
 

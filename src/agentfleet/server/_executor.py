@@ -89,16 +89,16 @@ class Executor:
             await self._run(store, row)
         except asyncio.CancelledError:
             if run_id in self._cancelled:
-                store.finish_run(run_id, "cancelled", error="cancelled by request (POST /v1/runs/{id}/cancel)")
+                store.end_open_run(run_id, "cancelled", "cancelled by request (POST /v1/runs/{id}/cancel)")
             elif store.requeue_interrupted(run_id):
                 log.info("run %s interrupted by shutdown; queued again to resume", run_id)
         except AgentFleetError as exc:
             # Rejected before its tasks started (a provider that cannot be built, say): the run fails
             # with the message, like ``agentfleet run`` exiting 2 with it.
-            store.finish_run(run_id, "failed", error=str(exc))
+            store.end_open_run(run_id, "failed", str(exc))
         except Exception as exc:
             log.exception("run %s failed inside the runtime", run_id)
-            store.finish_run(run_id, "failed", error=f"internal error: {type(exc).__name__}: {exc}")
+            store.end_open_run(run_id, "failed", f"internal error: {type(exc).__name__}: {exc}")
         finally:
             self.running.pop(run_id, None)
             self._cancelled.discard(run_id)
@@ -117,13 +117,14 @@ class Executor:
         runner = runner_for(spec, store, row.options, spec_path=row.spec_path, overrides=row.overrides)
         resume = row.sessions > 1 or bool(store.load_tasks(row.id))  # queued again after a crash or shutdown
         result = await (runner.run(resume=row.id) if resume else runner.run(start=row.id))
-        # Kept beside the run like ``agentfleet run`` does: recurring bottlenecks across runs.
-        rep = analyze(result.records, max_parallel=result.max_parallel, latency_scale=result.latency_scale)
-        if result.run_id is not None:
-            try:
+        # Kept beside the run like ``agentfleet run`` does: recurring bottlenecks across runs. Never
+        # costs the run its verdict.
+        try:
+            rep = analyze(result.records, max_parallel=result.max_parallel, latency_scale=result.latency_scale)
+            if result.run_id is not None:
                 save_bottlenecks(store, result.run_id, bottlenecks(result.records, rep, runner.plan))
-            except AgentFleetError:
-                log.warning("run %s: could not keep its bottlenecks", result.run_id, exc_info=True)
+        except Exception:
+            log.warning("run %s: could not keep its bottlenecks", result.run_id, exc_info=True)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

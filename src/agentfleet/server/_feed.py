@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 
 from ..store import TERMINAL, RunStore
 
 __all__ = ["EventFeed", "format_event"]
 
+SETTLE = 3.0  # seconds an 'interrupted' service run may still turn 'cancelled' or 'queued'
 KEEPALIVE = 15.0  # seconds of silence before a comment line keeps proxies from closing the stream
 
 
@@ -51,6 +53,7 @@ class EventFeed:
         try:
             sent = after
             while True:
+                wake.clear()  # before reading: a change noticed from here on wakes the wait below
                 # Status before events: a run seen ended here has written all its events already.
                 status = self.store.statuses([run_id]).get(run_id, "cancelled")
                 rows = self.store.events_after(sent, run_id=run_id, limit=self.batch)
@@ -59,12 +62,11 @@ class EventFeed:
                     yield "".join(format_event(row) for row in rows)
                     rows = self.store.events_after(sent, run_id=run_id, limit=self.batch) \
                         if len(rows) == self.batch else []
-                if status in TERMINAL:
+                if status in TERMINAL and not self._settling(run_id, status):
                     yield f"event: end\ndata: {json.dumps({'status': status})}\n\n"
                     return
-                wake.clear()
                 try:
-                    async with asyncio.timeout(KEEPALIVE):
+                    async with asyncio.timeout(SETTLE if status == "interrupted" else KEEPALIVE):
                         await wake.wait()
                 except TimeoutError:
                     yield ": keep-alive\n\n"
@@ -76,6 +78,14 @@ class EventFeed:
                 if not waiting:
                     del self._watch[run_id]
                     self._seen.pop(run_id, None)
+
+    def _settling(self, run_id: str, status: str) -> bool:
+        """A service run is 'interrupted' for a moment before its runner marks it cancelled or queues it
+        again (shutdown): not its end unless it stays so for ``SETTLE`` seconds."""
+        if status != "interrupted":
+            return False
+        ended = self.store.ended_at(run_id)
+        return ended is not None and time.time() - ended < SETTLE
 
     def _ensure_polling(self) -> None:
         if self._poller is None or self._poller.done():

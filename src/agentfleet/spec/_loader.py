@@ -75,6 +75,9 @@ class _Converter:
             return _SCALARS.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             raise SpecError(f"bad value: {exc}", file=self.file, line=node.start_mark.line + 1) from None
+        except (ValueError, OverflowError) as exc:  # 2020-13-01 looks like a date and is not one
+            raise SpecError(f"bad value {node.value!r}: {exc}", file=self.file,
+                            line=node.start_mark.line + 1) from None
 
 
 _SCALARS = yaml.SafeLoader("")
@@ -178,9 +181,11 @@ def _typed(value: Any, declared: Any) -> Any:
     """
     if not isinstance(value, str) or isinstance(declared, str):
         return value
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
+    if not value.strip():
+        return ""
+    try:  # the same bounded reader as files (no alias bombs, no deep nesting)
+        parsed, _ = _compose(value, "--set")
+    except SpecError:
         return value
     try:
         json.dumps(parsed)

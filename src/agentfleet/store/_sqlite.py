@@ -115,7 +115,8 @@ CREATE INDEX IF NOT EXISTS metric_history_workflow ON metric_history(workflow, a
 CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at);
 """
 # After the columns added to older databases exist: the service's queue, oldest first.
-_QUEUE_INDEX = "CREATE INDEX IF NOT EXISTS runs_queued ON runs(created_at) WHERE status = 'queued'"
+_QUEUE_INDEXES = ("CREATE INDEX IF NOT EXISTS runs_queued ON runs(created_at) WHERE status = 'queued'",
+                  "CREATE INDEX IF NOT EXISTS runs_status ON runs(status)")
 #: a run in one of these states will not change again unless resumed
 TERMINAL = frozenset({"succeeded", "failed", "interrupted", "cancelled"})
 _RUN_COLUMNS = ("id, name, status, created_at, ended_at, spec_path, spec_text, overrides, options, sessions,"
@@ -168,7 +169,8 @@ class RunStore:
                                  ("meta", "TEXT")):
                 if column not in columns:  # databases made before context accounting (issue 3)
                     self._db.execute(f"ALTER TABLE tasks ADD COLUMN {column} {kind}")
-            self._db.execute(_QUEUE_INDEX)
+            for index in _QUEUE_INDEXES:
+                self._db.execute(index)
         except sqlite3.DatabaseError as exc:
             raise user_error(StoreError(f"cannot open run database: {exc}", path=self.path)) from None
         except OSError as exc:
@@ -232,7 +234,7 @@ class RunStore:
         session = int(row[0]) + 1
         with self._transaction():
             self._db.execute("UPDATE runs SET status='running', sessions=?, ended_at=NULL, error=NULL, pid=?,"
-                             " host=?, cancel=0, started_at=COALESCE(started_at, ?) WHERE id=?",
+                             " host=?, started_at=COALESCE(started_at, ?) WHERE id=?",
                              (session, os.getpid(), socket.gethostname(), time.time(), run_id))
             # Unfinished rows of earlier sessions are rewritten by this one (or were placeholders
             # of groups that now expand): keep only finished work.
@@ -254,6 +256,8 @@ class RunStore:
             if row is None:
                 raise RunNotFound("no runs recorded yet", path=self.path)
             return str(row[0])
+        if self._db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None:
+            return run_id  # the whole id: the primary key, not a scan of every id
         rows = self._db.execute("SELECT id FROM runs WHERE id LIKE ? LIMIT 3",
                                 (run_id.replace("%", "").replace("_", "") + "%",)).fetchall()
         if not rows:
@@ -318,8 +322,9 @@ class RunStore:
         return [str(r[0]) for r in sorted(rows, key=lambda r: r[1])]
 
     def request_cancel(self, run_id: str) -> str | None:
-        """Ask for a run to stop: a queued one is cancelled at once, a running one is flagged for its
-        runner. Returns the status it now has ('cancelled' or 'cancelling'), or None if it had ended."""
+        """Ask for a run to stop: a queued one (or one whose process is gone) is cancelled at once, a
+        running one is flagged for its runner. Returns the status it now has ('cancelled' or
+        'cancelling'), or None if it had ended."""
         with _immediate(self._db):
             row = self._db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
@@ -329,6 +334,10 @@ class RunStore:
                                  (time.time(), "cancelled before it started", run_id))
                 return "cancelled"
             if row[0] == "running":
+                if self.owner_alive(run_id, mine=True) is None:  # its process is gone: nobody to ask
+                    self._db.execute("UPDATE runs SET status='cancelled', ended_at=?, error=? WHERE id=?",
+                                     (time.time(), "cancelled after its process had gone", run_id))
+                    return "cancelled"
                 self._db.execute("UPDATE runs SET cancel=1 WHERE id=?", (run_id,))
                 return "cancelling"
         return None
@@ -342,18 +351,22 @@ class RunStore:
         return {str(r[0]) for r in self._db.execute(f"SELECT id FROM runs WHERE cancel=1 AND id IN ({marks})", ids)}
 
     def orphaned(self, *, where: str = "service") -> list[str]:
-        """Runs left 'running' by a process on this host that is gone (killed, crashed), whose
+        """Runs left 'running' by a process on this host that is gone (killed, crashed; runs of other
+        hosts are theirs to recover), whose
         ``options`` carry ``where`` (the service marks its runs): oldest first."""
         rows = self._db.execute(
-            "SELECT id FROM runs WHERE status='running' AND json_extract(options, ?) IS NOT NULL ORDER BY created_at",
-            (f"$.{where}",)).fetchall()
+            "SELECT id FROM runs WHERE status='running' AND host=? AND json_extract(options, ?) IS NOT NULL"
+            " ORDER BY created_at", (socket.gethostname(), f"$.{where}")).fetchall()
         return [str(r[0]) for r in rows if self.owner_alive(str(r[0])) is None]
 
     def requeue(self, run_id: str) -> bool:
-        """Put an orphaned run back in the queue (a runner resumes it); False if it changed meanwhile."""
+        """Put an orphaned run back in the queue (a runner resumes it); False if it changed meanwhile
+        (someone resumed it, or its owner came back)."""
         with _immediate(self._db):
-            cursor = self._db.execute("UPDATE runs SET status='queued', pid=NULL WHERE id=? AND status='running'",
-                                      (run_id,))
+            if self.owner_alive(run_id) is not None:
+                return False
+            cursor = self._db.execute("UPDATE runs SET status='queued', pid=NULL, cancel=0 WHERE id=?"
+                                      " AND status='running'", (run_id,))
         return cursor.rowcount == 1
 
     def requeue_interrupted(self, run_id: str) -> bool:
@@ -361,7 +374,20 @@ class RunStore:
         self.flush()
         with _immediate(self._db):
             cursor = self._db.execute("UPDATE runs SET status='queued', pid=NULL, ended_at=NULL WHERE id=?"
-                                      " AND status IN ('running', 'interrupted') AND cancel=0", (run_id,))
+                                      " AND status IN ('running', 'interrupted') AND cancel=0 AND pid=?",
+                                      (run_id, os.getpid()))
+        return cursor.rowcount == 1
+
+    def ended_at(self, run_id: str) -> float | None:
+        row = self._db.execute("SELECT ended_at FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def end_open_run(self, run_id: str, status: str, error: str) -> bool:
+        """Set the final status of a run unless it already has one (a runner's verdict after the
+        Runner itself ended the run: cancelled, or failed before it could start)."""
+        self.flush()
+        cursor = self._db.execute("UPDATE runs SET status=?, ended_at=?, error=? WHERE id=?"
+                                  " AND status IN ('running', 'interrupted')", (status, time.time(), error, run_id))
         return cursor.rowcount == 1
 
     def statuses(self, run_ids: Iterable[str]) -> dict[str, str]:
@@ -589,10 +615,11 @@ def _immediate(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
+        db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")
 
 
 class _Tx:
