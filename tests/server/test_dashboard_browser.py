@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from ..test_report_browser import chromium
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
 TOKEN = "tok-submit"
@@ -86,13 +87,6 @@ tasks:
     prompt: Ship it.
 """
 INSTANCES = 1 + len(PARTS) + 3
-
-
-def chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
-    if not Path(path).exists():
-        pytest.skip("chromium not installed: apt-get install chromium")
-    return path
 
 
 def free_port() -> int:
