@@ -17,7 +17,6 @@ import binascii
 import contextlib
 import json
 import logging
-import os
 import subprocess
 import sys
 import time
@@ -504,7 +503,11 @@ def create_app(config: ServiceConfig) -> FastAPI:
             return JSONResponse({"detail": f"{config.max_queued} runs are already queued; try again later"}, 503,
                                 headers={"Retry-After": "5"})
         if body.workflow is not None:
-            spec, path = service.catalog.resolve(body.workflow, body.inputs)
+            # Parsing is milliseconds of CPU: a workflow with inputs not seen before is parsed off the
+            # event loop; a repeat comes from the catalog's cache, here.
+            found = service.catalog.cached(body.workflow, body.inputs)
+            spec, path = found if found is not None else await asyncio.to_thread(
+                service.catalog.resolve, body.workflow, body.inputs)
         else:
             assert body.yaml is not None
             # Parsed off the event loop: an inline workflow is new text, up to 64 KiB of it.
@@ -660,7 +663,3 @@ def _jsonable(value: Any) -> Any:
         return json.loads(json.dumps(value, default=str))
     except (TypeError, ValueError):
         return str(value)
-
-
-def default_db() -> str:
-    return os.environ.get("AGENTFLEET_DB", os.path.join(".agentfleet", "agentfleet.db"))

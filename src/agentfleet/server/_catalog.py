@@ -142,6 +142,19 @@ class Catalog:
             self._looked = float("-inf")
             raise Rejected(["body", "workflow"], f"workflow {name!r} is no longer in the workflows directory") from None
 
+    def cached(self, name: str, inputs: dict[str, Any]) -> tuple[WorkflowSpec, str] | None:
+        """``resolve`` when its answer is already parsed (no parsing here: the event loop may call it)."""
+        entry = self._entries.get(name)
+        if entry is None:
+            return None
+        try:
+            stat = entry.path.stat()
+        except OSError:
+            return None
+        with self._lock:
+            spec = self._parsed.get(("file", str(entry.path), stat.st_mtime_ns, stat.st_size, _inputs_key(inputs)))
+        return None if spec is None else (spec, str(entry.path))
+
     def parse_inline(self, text: str, inputs: dict[str, Any]) -> WorkflowSpec:
         """The validated inline workflow ``text``, checked against the inline policy."""
         if self.inline == "off":
@@ -172,10 +185,11 @@ class Catalog:
     def _parse_file(self, path: Path, inputs: dict[str, Any]) -> WorkflowSpec:
         stat = path.stat()
         key = ("file", str(path), stat.st_mtime_ns, stat.st_size, _inputs_key(inputs))
-        spec = self._parsed.get(key)
-        if spec is not None:
-            self._parsed.move_to_end(key)
-            return spec
+        with self._lock:
+            spec = self._parsed.get(key)
+            if spec is not None:
+                self._parsed.move_to_end(key)
+                return spec
         spec = _validated(path.read_bytes(), str(path), inputs)
         self._remember(key, spec)
         return spec
