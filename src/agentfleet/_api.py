@@ -88,4 +88,5 @@ def runner_for(spec: WorkflowSpec, store: RunStore | None, options: dict[str, An
     return Runner(spec, store=store, max_parallel=options.get("max_parallel"), policy=options.get("policy"),
                   admission=options.get("admission"), latency_scale=options.get("scale"),
                   seed=options.get("seed") or 0, spec_path=spec_path, overrides=overrides, options=options,
-                  cache=False if options.get("no_cache") else None)
+                  cache=False if options.get("no_cache") else None, executor=options.get("executor"),
+                  ray_address=options.get("ray_address"))

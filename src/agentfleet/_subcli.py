@@ -29,21 +29,27 @@ SeedOpt = Annotated[int, typer.Option(help="Seed for the sim provider and retry 
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")]
 DbOpt = Annotated[str, typer.Option("--db", help="Run database (SQLite).", envvar="AGENTFLEET_DB")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
+ExecutorOpt = Annotated[str | None, typer.Option(
+    help="Where provider calls run: local (default) or ray (agent pools as Ray actors).")]
+RayAddressOpt = Annotated[str | None, typer.Option(
+    "--ray-address", help="Ray cluster for --executor ray (auto, host:6379, ray://host:10001); default: a local Ray.")]
 
 
 def run_options(*, provider: str | None, model: str | None, base_url: str | None, max_parallel: int | None,
                 policy: str | None, admission: str | None, scale: float | None, seed: int,
-                no_cache: bool) -> dict[str, Any]:
+                no_cache: bool, executor: str | None = None, ray_address: str | None = None) -> dict[str, Any]:
     """The runner options those flags give; a SpecError (exit 2) for a policy or admission that is not one."""
     from .errors import SpecError
 
-    for name, value in (("policy", policy), ("admission", admission)):
-        allowed = {"policy": ("fail_fast", "continue"), "admission": ("critical_path", "fifo")}[name]
+    for name, value in (("policy", policy), ("admission", admission), ("executor", executor)):
+        allowed = {"policy": ("fail_fast", "continue"), "admission": ("critical_path", "fifo"),
+                   "executor": ("local", "ray")}[name]
         if value is not None and value not in allowed:
             raise SpecError(f"--{name} must be one of {', '.join(allowed)}, got {value!r}")
     return {"provider": provider, "model": model, "base_url": base_url, "max_parallel": max_parallel,
             "policy": policy, "admission": admission, "scale": scale, "seed": seed,
-            **({"no_cache": True} if no_cache else {})}
+            **({"no_cache": True} if no_cache else {}),
+            **({"executor": executor} if executor else {}), **({"ray_address": ray_address} if ray_address else {})}
 
 
 def out() -> Console:

@@ -29,12 +29,14 @@ from ._subcli import (
     AdmissionOpt,
     BaseUrlOpt,
     DbOpt,
+    ExecutorOpt,
     JsonOpt,
     MaxParallelOpt,
     ModelOpt,
     NoCacheOpt,
     PolicyOpt,
     ProviderOpt,
+    RayAddressOpt,
     ScaleOpt,
     SeedOpt,
     SetOpt,
@@ -251,6 +253,8 @@ def run(
         help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics while the run lasts (0: any free port).")] = None,
     otel: OtelOpt = None,
     otel_endpoint: OtelEndpointOpt = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
     db: DbOpt = DEFAULT_DB,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -263,7 +267,8 @@ def run(
         overrides = _parse_sets(set_)
         spec = load_workflow(workflow, overrides=overrides)
         options = run_options(provider=provider, model=model, base_url=base_url, max_parallel=max_parallel,
-                              policy=policy, admission=admission, scale=scale, seed=seed, no_cache=no_cache)
+                              policy=policy, admission=admission, scale=scale, seed=seed, no_cache=no_cache,
+                              executor=executor, ray_address=ray_address)
         store = RunStore(db)
         runner = _runner_for(spec, store, options, spec_path=str(workflow), overrides=overrides)
         try:

@@ -199,6 +199,8 @@ class Runner:
         cache: Any = None,
         resource_sampler: Any = None,
         metrics: Any = None,
+        executor: str | None = None,
+        ray_address: str | None = None,
     ) -> None:
         if isinstance(spec, WorkflowSpec) and latency_scale is not None:
             spec.settings.latency_scale = latency_scale
@@ -217,6 +219,14 @@ class Runner:
         self._rng = random.Random(seed)
         self._given_providers = providers or {}
         self._factory = provider_factory
+        #: ``local`` or ``ray`` (agent pools as Ray actors; see ``agentfleet.distributed``)
+        self.executor = executor or settings.executor
+        if self.executor not in ("local", "ray"):
+            raise SpecError(f"executor must be 'local' or 'ray', not {self.executor!r}", field="settings.executor")
+        if self.executor == "ray" and provider_factory is None:
+            from ..distributed import ray_provider_factory
+
+            self._factory = ray_provider_factory(ray_address or settings.ray_address)
         self._providers: dict[str, Provider] = {}
         self._book = PromptBook(self.plan)
         self._hooks = HookRunner(self.spec.hooks)
@@ -454,6 +464,10 @@ class Runner:
         provider = self._providers[name]
         common: dict[str, Any] = dict(size=p.size, max=p.max, queue=p.queue, on_full=p.on_full,
                                       idle_timeout=p.idle_timeout, health_interval=p.health_interval, clock=self.clock)
+        if self.executor == "ray" and name not in self._given_providers:
+            # The members are the provider's Ray actors; here, slots bound the calls in flight.
+            return SlotPool(name, provider, size=p.size, max=p.max, queue=p.queue, on_full=p.on_full,
+                            clock=self.clock)
         if name not in self._given_providers and _one_process_per_member(agent):
             return AgentPool(name, lambda: self._new_provider(agent), **common)
         # HTTP providers share one client; warming each member opens one more pooled connection.
@@ -538,6 +552,8 @@ class Runner:
             if self._bus_given:
                 await self.bus.connect()  # an unreachable Redis is one clear error, before anything runs
             self._build_providers()
+            if self.executor == "ray":  # the actors start (processes, imports, providers) before the clock does
+                await asyncio.gather(*(p.warm() for p in self._providers.values() if hasattr(p, "warm")))
             return await self._run(resume, start)
         finally:
             await self._close_providers()

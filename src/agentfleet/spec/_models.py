@@ -523,6 +523,10 @@ class SettingsSpec(_Model):
     resilience: ResilienceSettings = Field(default_factory=lambda: ResilienceSettings())
     cache: CacheSettings = Field(default_factory=lambda: CacheSettings())
     redis: str | None = None  # Redis URL for limits shared across runners (``shared: true``)
+    #: where agents' provider calls run: ``local`` (this process's event loop) or ``ray`` (each
+    #: agent's pool as Ray actors, on the cluster at ``ray_address`` or a local one)
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
     sla: SLASpec | None = None
     #: USD per million tokens by ``provider/model`` or ``model``: the cost of a run (and ``cost_per_run``
     #: SLA rules) for models the built-in table lacks or at your own rates
