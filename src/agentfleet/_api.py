@@ -89,4 +89,5 @@ def runner_for(spec: WorkflowSpec, store: RunStore | None, options: dict[str, An
                   admission=options.get("admission"), latency_scale=options.get("scale"),
                   seed=options.get("seed") or 0, spec_path=spec_path, overrides=overrides, options=options,
                   cache=False if options.get("no_cache") else None, executor=options.get("executor"),
-                  ray_address=options.get("ray_address"))
+                  ray_address=options.get("ray_address"), share=options.get("share"),
+                  claim_ttl=float(os.environ.get("AGENTFLEET_CLAIM_TTL") or 10.0))

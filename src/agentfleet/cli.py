@@ -209,6 +209,7 @@ def _execute_run(runner: Any, *, json_out: bool, quiet: bool, stream: bool, resu
                        "output": r.output, "error": r.error} for r in result.records],
             "alerts": result.alerts,
             "resources": result.resources,
+            **({"shared": result.shared} if result.shared else {}),
             **insights.to_dict(),
         }
         out.print_json(json.dumps(payload, default=str))
@@ -255,6 +256,9 @@ def run(
     otel_endpoint: OtelEndpointOpt = None,
     executor: ExecutorOpt = None,
     ray_address: RayAddressOpt = None,
+    share: Annotated[str | None, typer.Option(
+        "--share", help="Claim this run's tasks in this Redis (redis://127.0.0.1:6379/0) so runners started with "
+                        "'agentfleet join RUN' share them, each task executed once.")] = None,
     db: DbOpt = DEFAULT_DB,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -269,6 +273,8 @@ def run(
         options = run_options(provider=provider, model=model, base_url=base_url, max_parallel=max_parallel,
                               policy=policy, admission=admission, scale=scale, seed=seed, no_cache=no_cache,
                               executor=executor, ray_address=ray_address)
+        if share:
+            options["share"] = share
         store = RunStore(db)
         runner = _runner_for(spec, store, options, spec_path=str(workflow), overrides=overrides)
         try:
@@ -313,6 +319,44 @@ def resume(
             spec = parse_workflow(row.spec_text, file=row.spec_path or "<stored spec>", overrides=row.overrides)
             runner = _runner_for(spec, store, row.options, spec_path=row.spec_path, overrides=row.overrides)
             _execute(runner, json_out=json_out, quiet=quiet, stream=stream, resume=row.id, title=spec.name)
+        finally:
+            store.close()
+    except AgentFleetError as exc:
+        _fail(exc)
+
+
+@app.command()
+def join(
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix) of a run started with --share.")],
+    redis: Annotated[str | None, typer.Option(
+        help="The Redis the run shares its tasks on (default: the run's).")] = None,
+    db: DbOpt = DEFAULT_DB,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Help a running shared run (``agentfleet run --share REDIS``) with its tasks: each task is executed
+    by one runner only, and if a runner dies its tasks are taken over and the run still finishes."""
+    from .spec import parse_workflow
+    from .store import TERMINAL, RunStore
+
+    try:
+        store = RunStore(db, create=False)
+        try:
+            row = store.get_run(run_id)
+            url = redis or row.options.get("share")
+            if not url:
+                raise SpecError(f"run {row.id} does not share its tasks (start it with --share REDIS_URL), "
+                                "or give --redis")
+            if row.status in TERMINAL:
+                err.print(f"run {row.id} already ended ({row.status}); nothing to join")
+                raise typer.Exit(0)
+            if row.spec_text is None:
+                raise SpecError(f"run {row.id} was started from Python, not a workflow file; it cannot be joined")
+            spec = parse_workflow(row.spec_text, file=row.spec_path or "<stored spec>", overrides=row.overrides)
+            runner = _runner_for(spec, store, {**row.options, "share": url}, spec_path=row.spec_path,
+                                 overrides=row.overrides)
+            runner.joining = row.id
+            _execute(runner, json_out=json_out, quiet=quiet, stream=False, title=f"{spec.name} (joined)")
         finally:
             store.close()
     except AgentFleetError as exc:

@@ -118,6 +118,8 @@ class RunResult:
     #: network MB/s) and their peaks and means (``settings.telemetry``; empty when not sampled)
     resource_samples: list[dict[str, float]] = field(default_factory=list)
     resources: dict[str, float] = field(default_factory=dict)
+    #: a run shared through Redis: this runner's claim id, tasks it executed, outcomes it adopted
+    shared: dict[str, Any] = field(default_factory=dict)
 
     @property
     def cost_usd(self) -> float | None:
@@ -201,6 +203,8 @@ class Runner:
         metrics: Any = None,
         executor: str | None = None,
         ray_address: str | None = None,
+        share: str | None = None,
+        claim_ttl: float = 10.0,
     ) -> None:
         if isinstance(spec, WorkflowSpec) and latency_scale is not None:
             spec.settings.latency_scale = latency_scale
@@ -219,6 +223,13 @@ class Runner:
         self._rng = random.Random(seed)
         self._given_providers = providers or {}
         self._factory = provider_factory
+        #: a Redis URL: this run's tasks are claimed there, so several runners (``agentfleet join``)
+        #: share them and each task is executed once (``agentfleet.distributed.TaskClaims``)
+        self.share = share
+        self.claim_ttl = claim_ttl
+        self.claims: Any = None
+        #: the run this runner helps with instead of starting one (``agentfleet join``): ``run()`` joins it
+        self.joining: str | None = None
         #: ``local`` or ``ray`` (agent pools as Ray actors; see ``agentfleet.distributed``)
         self.executor = executor or settings.executor
         if self.executor not in ("local", "ray"):
@@ -540,11 +551,14 @@ class Runner:
 
     # -- running ------------------------------------------------------------------------
 
-    async def run(self, *, resume: str | None = None, start: str | None = None) -> RunResult:
+    async def run(self, *, resume: str | None = None, start: str | None = None, join: str | None = None) -> RunResult:
         """Run the workflow to the end, or resume run ``resume`` from the store. ``start`` is a run
         row already in the store that this process has claimed (``RunStore.claim_queued``): it runs
         as that run's first session instead of a new row."""
         self._hooks.validate()
+        join = join if join is not None else self.joining
+        if join is not None and (self.store is None or self.share is None):
+            raise AgentFleetError("joining a run needs its run store and the Redis it shares its tasks on")
         if (resume is not None or start is not None) and self.store is None:
             raise AgentFleetError(f"{'resuming' if resume is not None else 'starting a stored run'} needs a run store")
         # Providers first: a missing key or unknown provider is an error before any run row exists.
@@ -554,7 +568,7 @@ class Runner:
             self._build_providers()
             if self.executor == "ray":  # the actors start (processes, imports, providers) before the clock does
                 await asyncio.gather(*(p.warm() for p in self._providers.values() if hasattr(p, "warm")))
-            return await self._run(resume, start)
+            return await self._run(resume, start, join)
         finally:
             await self._close_providers()
             status = self.result.status if getattr(self, "result", None) is not None else "error"
@@ -563,10 +577,16 @@ class Runner:
             except AgentFleetError:
                 pass  # a full or closed bus must not turn a finished run into an error
 
-    async def _run(self, resume: str | None, start: str | None = None) -> RunResult:
+    async def _run(self, resume: str | None, start: str | None = None, join: str | None = None) -> RunResult:
         previous: dict[str, TaskRecord] = {}
         await self._open_cache()  # an unusable cache is an error before any run row exists
-        if resume is not None:
+        if join is not None:
+            # Another runner owns the run row; this one helps with its tasks (same session).
+            assert self.store is not None
+            self.run_id = self.store.resolve(join)
+            previous = {r.task_id: r for r in self.store.load_tasks(self.run_id) if r.state == TaskState.DONE}
+            self._session = self.store.get_run(self.run_id).sessions
+        elif resume is not None:
             assert self.store is not None
             self.run_id = self.store.resolve(resume)
             previous = {r.task_id: r for r in self.store.load_tasks(self.run_id) if r.state == TaskState.DONE}
@@ -591,6 +611,11 @@ class Runner:
                                   agent_limits=limits)
         self.scheduler = scheduler
         self._restore_context(previous)
+        if self.share is not None and self.run_id is not None:
+            from ..distributed import TaskClaims
+
+            self.claims = TaskClaims(self.share, self.run_id, ttl=self.claim_ttl)
+            scheduler._execute = self._execute_shared
         if self._warmable:
             scheduler.subscribe(self._lookahead)
         if self.store is not None:
@@ -676,6 +701,10 @@ class Runner:
                 resource_samples=samples, resources=summarize_resources(samples),
             )
             self.result = result
+            if self.claims is not None:
+                result.shared = {"owner": self.claims.owner, "executed": self.claims.executed,
+                                 "adopted": self.claims.adopted}
+                await self.claims.aclose()
             for responder in responders:
                 responder.close()
             outbox.flush()
@@ -1004,6 +1033,8 @@ class Runner:
     def _persist(self, event: TaskEvent) -> None:
         assert self.store is not None and self.run_id is not None
         record = event.instance.record
+        if record.resumed and self.joining is not None:
+            return  # finished before this runner joined: the owner's rows and events stand
         self.store.note_task(self.run_id, self._session, record)
         data = {"error": record.error} if record.error and event.kind in ("failed", "skipped", "cancelled") else None
         self.store.note_event(self.run_id, self._session, event.time, event.kind, record.task_id, data)
@@ -1264,6 +1295,53 @@ class Runner:
                 await self._fire("on_failure", {"task_id": inst.id, "agent": step.agent, "error": record.error,
                                                 "attempts": record.attempts})
             raise error
+
+    async def _execute_shared(self, inst: Instance) -> None:
+        """``_execute`` under a claim in Redis: run the task if this runner claims it, else take the
+        outcome of the runner that did (or claim it when that runner's claim lapses: it died)."""
+        claims = self.claims
+        record = inst.record
+        while True:
+            state, outcome = await claims.acquire(inst.id)
+            if state == "owned":
+                try:
+                    await self._execute(inst)
+                except asyncio.CancelledError:
+                    await claims.release(inst.id)
+                    raise
+                except BaseException:
+                    await claims.complete(inst.id, {"state": "failed", "error": record.error or "failed",
+                                                    "attempts": record.attempts})
+                    raise
+                await claims.complete(inst.id, {"state": "done", "output": record.output, "attempts": record.attempts,
+                                                "tokens_in": record.tokens_in, "tokens_out": record.tokens_out,
+                                                "provider": record.provider, "meta": record.meta})
+                return
+            if state == "busy":
+                outcome = await claims.wait(inst.id)
+                if outcome is None:
+                    continue  # its claimant died: claim it
+            assert outcome is not None
+            self._adopt(inst, outcome)
+            return
+
+    def _adopt(self, inst: Instance, outcome: dict[str, Any]) -> None:
+        """Take the outcome another runner published for ``inst`` as this runner's own."""
+        record = inst.record
+        record.attempts = int(outcome.get("attempts") or 1)
+        if outcome.get("state") != "done":
+            record.error = str(outcome.get("error") or "failed in another runner")
+            raise ProviderError(f"{inst.id} failed in another runner: {record.error}", provider=record.provider,
+                                retryable=False)
+        record.tokens_in = int(outcome.get("tokens_in") or 0)
+        record.tokens_out = int(outcome.get("tokens_out") or 0)
+        record.provider = str(outcome.get("provider") or record.provider)
+        record.meta = {**record.meta, **dict(outcome.get("meta") or {}), "adopted": True}
+        record.output = outcome.get("output")
+        self._after_output(inst, record.output, record.tokens_out)
+        if self.store is not None and self.run_id is not None and self.scheduler is not None:
+            record.ended_at = self.scheduler.now()
+            self.store.commit_result(self.run_id, self._session, record)  # the same row the claimant wrote
 
     def _retry_delay(self, failures: int, error: ProviderError, reopens_in: float | None) -> float:
         """Backoff with full jitter, never sooner than the server's Retry-After or the circuit's half-open."""
