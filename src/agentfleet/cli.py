@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__, _loadtest_cli, _profile_cli, _serve_cli, _tune_cli
+from . import __version__, _gc_cli, _loadtest_cli, _profile_cli, _serve_cli, _tune_cli
 from ._bench_cli import bench_app
 from ._cache_cli import cache_app
 from ._memory_cli import memory_app
@@ -718,6 +718,7 @@ _profile_cli.register(app)  # agentfleet profile WORKFLOW: defined beside the ru
 _loadtest_cli.register(app)  # agentfleet loadtest FILE
 _tune_cli.register(app)  # agentfleet tune WORKFLOW
 _serve_cli.register(app)  # agentfleet serve
+_gc_cli.register(app)  # agentfleet gc / agentfleet info
 
 
 def main() -> None:
