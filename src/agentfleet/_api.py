@@ -90,4 +90,18 @@ def runner_for(spec: WorkflowSpec, store: RunStore | None, options: dict[str, An
                   seed=options.get("seed") or 0, spec_path=spec_path, overrides=overrides, options=options,
                   cache=False if options.get("no_cache") else None, executor=options.get("executor"),
                   ray_address=options.get("ray_address"), share=options.get("share"),
-                  claim_ttl=float(os.environ.get("AGENTFLEET_CLAIM_TTL") or 10.0))
+                  claim_ttl=_claim_ttl())
+
+
+def _claim_ttl() -> float:
+    """Seconds a shared run's task claim lives without a heartbeat (``AGENTFLEET_CLAIM_TTL``, default 10)."""
+    raw = os.environ.get("AGENTFLEET_CLAIM_TTL") or "10"
+    try:
+        ttl = float(raw)
+    except ValueError:
+        ttl = -1.0
+    if not 0.1 <= ttl <= 3600:
+        from .errors import SpecError
+
+        raise SpecError(f"AGENTFLEET_CLAIM_TTL must be seconds between 0.1 and 3600, not {raw!r}")
+    return ttl
