@@ -63,11 +63,11 @@ def transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
-    except BaseException:
+        db.execute("COMMIT")
+    except BaseException:  # a failed COMMIT too: never leave the write lock held
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")
 
 
 def user_error(exc: StoreError) -> StoreError:

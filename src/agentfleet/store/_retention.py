@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import StoreError
-from ._db import user_error
+from ._db import transaction, user_error
 from ._memory import parse_ttl
 from ._sqlite import TERMINAL, RunStore
 
@@ -313,7 +313,7 @@ def gc_runs(db: Database, *, now: float, older_than: float, archive: str | os.Pa
                     records = _export(conn, ids)
                 read = {r["run"]["id"]: _fingerprint(r) for r in records}
                 payload = _encode(records)
-            with _errors(conn), _immediate(conn):
+            with _errors(conn), transaction(conn):
                 if archive is not None:
                     # what was read must still be what is there: a run resumed or written to meanwhile stays
                     current = _current_fingerprints(conn, ids)
@@ -450,7 +450,7 @@ def restore_runs(db: Database, source: str | os.PathLike[str] | IO[bytes], *, ba
                 if raw.strip():
                     pending.append((lines, _record(raw, lines, where)))
             if pending and (raw is None or len(pending) >= batch_size):
-                with _errors(conn), _immediate(conn):
+                with _errors(conn), transaction(conn):
                     for line, record in pending:
                         if _insert(conn, record, columns, rows, line, where):
                             restored += 1
@@ -584,19 +584,6 @@ def _read(conn: sqlite3.Connection) -> Iterator[None]:
     finally:
         if conn.in_transaction:
             conn.execute("COMMIT")
-
-
-@contextmanager
-def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
-    """A write transaction taken at BEGIN; rolled back on any exception (Ctrl-C included)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 @contextmanager

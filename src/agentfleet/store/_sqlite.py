@@ -12,21 +12,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .._types import TaskRecord, TaskState
 from ..errors import RunNotFound, StoreError
-from ._db import user_error
+from ._db import transaction, user_error
 
 __all__ = ["DEFAULT_DB", "TERMINAL", "RunRow", "RunStore"]
 
@@ -312,7 +311,7 @@ class RunStore:
         if limit <= 0:
             return []
         try:
-            with _immediate(self._db):
+            with transaction(self._db):
                 rows = self._db.execute(
                     "UPDATE runs SET status='running', pid=?, host=?, started_at=? WHERE id IN ("
                     " SELECT id FROM runs WHERE status='queued' ORDER BY created_at LIMIT ?) AND status='queued'"
@@ -325,7 +324,7 @@ class RunStore:
         """Ask for a run to stop: a queued one (or one whose process is gone) is cancelled at once, a
         running one is flagged for its runner. Returns the status it now has ('cancelled' or
         'cancelling'), or None if it had ended."""
-        with _immediate(self._db):
+        with transaction(self._db):
             row = self._db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise RunNotFound(f"no run {run_id!r}", path=self.path)
@@ -362,7 +361,7 @@ class RunStore:
     def requeue(self, run_id: str) -> bool:
         """Put an orphaned run back in the queue (a runner resumes it); False if it changed meanwhile
         (someone resumed it, or its owner came back)."""
-        with _immediate(self._db):
+        with transaction(self._db):
             if self.owner_alive(run_id) is not None:
                 return False
             cursor = self._db.execute("UPDATE runs SET status='queued', pid=NULL, cancel=0 WHERE id=?"
@@ -372,7 +371,7 @@ class RunStore:
     def requeue_interrupted(self, run_id: str) -> bool:
         """Queue a run this process interrupted on shutdown again (the next runner resumes it)."""
         self.flush()
-        with _immediate(self._db):
+        with transaction(self._db):
             cursor = self._db.execute("UPDATE runs SET status='queued', pid=NULL, ended_at=NULL WHERE id=?"
                                       " AND status IN ('running', 'interrupted') AND cancel=0 AND pid=?",
                                       (run_id, os.getpid()))
@@ -607,19 +606,6 @@ def _zombie(pid: int) -> bool:
             return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
     except (OSError, IndexError):
         return False
-
-
-@contextlib.contextmanager
-def _immediate(db: sqlite3.Connection) -> Iterator[None]:
-    """A write transaction taken at BEGIN (not at the first write): claims across processes."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
 
 
 class _Tx:
