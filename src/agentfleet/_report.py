@@ -64,7 +64,7 @@ def stored_report(store: RunStore, row: RunRow, records: list[Any] | None = None
     scenarios = what_if(records, plan, facts.get("max_parallel"), strict=strict)
     insights = insights_for(store, row.id, row.name, records, found, strict=strict)
     status = row.status
-    if status == "running" and store.owner_alive(row.id) is None:
+    if status == "running" and store.owner_alive(row.id, mine=True) is None:
         status = "stopped"  # its process is gone (kill -9, crash): resumable
     return StoredReport(row=row, status=status, records=records, report=rep, bottlenecks=found,
                         scenarios=scenarios, insights=insights)

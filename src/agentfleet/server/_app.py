@@ -605,7 +605,6 @@ def create_app(config: ServiceConfig) -> FastAPI:
         row = _row(run_id)
         # Analysis is CPU work (what-if replays): off the event loop, on a connection of its own.
         body = await asyncio.to_thread(_read, config.db, lambda store: stored_report(store, row).to_dict())
-        body["status"] = service.summary(row)["status"]  # a run of this very process (--workers 0) is not stopped
         return JSONResponse(json.loads(json.dumps(body, default=str)))
 
     # the dashboard ------------------------------------------------------------------------

@@ -152,7 +152,7 @@ class Catalog:
         except OSError:
             return None
         with self._lock:
-            spec = self._parsed.get(("file", str(entry.path), stat.st_mtime_ns, stat.st_size, _inputs_key(inputs)))
+            spec = self._parsed.get(_file_key(entry.path, stat, inputs))
         return None if spec is None else (spec, str(entry.path))
 
     def parse_inline(self, text: str, inputs: dict[str, Any]) -> WorkflowSpec:
@@ -183,8 +183,7 @@ class Catalog:
         return spec
 
     def _parse_file(self, path: Path, inputs: dict[str, Any]) -> WorkflowSpec:
-        stat = path.stat()
-        key = ("file", str(path), stat.st_mtime_ns, stat.st_size, _inputs_key(inputs))
+        key = _file_key(path, path.stat(), inputs)
         with self._lock:
             spec = self._parsed.get(key)
             if spec is not None:
@@ -224,6 +223,11 @@ def _validated(text: str | bytes, file: str, inputs: dict[str, Any]) -> Workflow
     spec = parse_workflow(text, file=file, overrides=inputs or None)
     build_plan(spec)
     return spec
+
+
+def _file_key(path: Path, stat: os.stat_result, inputs: dict[str, Any]) -> tuple[Any, ...]:
+    """A parsed file's cache key: the file as it is now (an edit changes it) and the inputs."""
+    return ("file", str(path), stat.st_mtime_ns, stat.st_size, _inputs_key(inputs))
 
 
 def _inputs_key(inputs: dict[str, Any]) -> str:
