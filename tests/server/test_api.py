@@ -28,7 +28,7 @@ from agentfleet import _serve_cli
 from agentfleet.cli import app as cli_app
 from agentfleet.store import RunStore
 
-from .conftest import ENDED, READ, TINY, Live, auth
+from .conftest import ENDED, READ, TINY, FakeClock, Live, auth, free_port
 
 RUN_ID = re.compile(r"^[0-9a-f]{4,32}$")
 
@@ -116,16 +116,6 @@ def one_error_line(result: Result) -> str:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: "), lines
     return lines[0]
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # -- happy paths ---------------------------------------------------------------------------
@@ -937,10 +927,7 @@ class TestServeCommand:
         tokens = tmp_path / "tokens"
         if content is not None:
             tokens.write_text(content, encoding="utf-8")
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        result = serve_cli("--port", str(port), "--db", str(tmp_path / "a.db"), "--tokens-file", str(tokens))
+        result = serve_cli("--port", str(free_port()), "--db", str(tmp_path / "a.db"), "--tokens-file", str(tokens))
         assert result.exit_code == 2, result.stdout + result.stderr
         assert expected in one_error_line(result)
 

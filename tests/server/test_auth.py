@@ -10,13 +10,7 @@ import pytest
 from agentfleet.server import RateLimiter, TokenError, Tokens
 from agentfleet.server._auth import retry_after
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
+from .conftest import FakeClock
 
 
 class TestTokens:
@@ -87,7 +81,7 @@ class TestRateLimiter:
         limiter = RateLimiter(2.0, 3, clock=clock)
         assert [limiter.acquire("k") for _ in range(3)] == [0.0, 0.0, 0.0]
         assert limiter.acquire("k") == pytest.approx(0.5)
-        clock.t += 0.5
+        clock.now += 0.5
         assert limiter.acquire("k") == 0.0
         assert limiter.acquire("k") == pytest.approx(0.5)
 
@@ -104,7 +98,7 @@ class TestRateLimiter:
         limiter = RateLimiter(10.0, 10, clock=clock)
         for n in range(100):
             limiter.acquire(f"key-{n}")
-        clock.t += 120
+        clock.now += 120
         limiter.acquire("fresh")
         assert len(limiter._buckets) == 1
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ import httpx
 import pytest
 
 from agentfleet.store import RunStore
+
+from .conftest import free_port
 
 TOKEN = "crash-test-token-1"
 # Three layers of two tasks, each ~0.6 s: long enough to kill the service between two layers.
@@ -37,19 +38,13 @@ tasks:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Service:
     """``agentfleet serve`` in its own process group, so a kill takes its runner with it."""
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.db = str(tmp / "agentfleet.db")
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.client = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)

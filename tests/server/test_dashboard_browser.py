@@ -13,7 +13,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from typing import Any
 import pytest
 
 from ..test_report_browser import chromium
+from .conftest import free_port
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
 TOKEN = "tok-submit"
@@ -87,12 +87,6 @@ tasks:
     prompt: Ship it.
 """
 INSTANCES = 1 + len(PARTS) + 3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
